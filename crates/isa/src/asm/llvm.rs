@@ -1,0 +1,5 @@
+use super::Parsed;
+
+pub fn parse(line: &str) -> Result<Parsed, String> {
+    super::conformance::parse(line)
+}
