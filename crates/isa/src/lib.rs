@@ -13,6 +13,7 @@ mod instruction;
 pub mod opcode;
 mod program;
 mod raw;
+pub mod testfile;
 
 pub use error::{DecodeError, DecodeErrorKind};
 pub use instruction::{ByteOrder, EncodedInsn, Instruction, PacketMode, Reg, Source, Width};

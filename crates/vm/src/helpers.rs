@@ -1,0 +1,108 @@
+//! Helper functions, registered by id as typed Rust closures.
+
+use crate::memory::Regions;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What a helper sees of the running program: the memory it owns (to read
+/// pointer arguments and write results through them) and the power to hand
+/// the program new regions.
+pub struct HelperContext<'a> {
+    pub regions: &'a mut Regions,
+}
+
+impl HelperContext<'_> {
+    /// Reads `len` bytes the program passed by pointer.
+    pub fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, HelperError> {
+        self.regions
+            .read_bytes(addr, len)
+            .ok_or_else(|| HelperError::fault(addr, len))
+    }
+
+    /// Writes through a pointer the program passed.
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), HelperError> {
+        self.regions
+            .write_bytes(addr, data)
+            .ok_or_else(|| HelperError::fault(addr, data.len()))
+    }
+}
+
+/// How a helper call ends when it does not return a value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HelperError {
+    /// Stop the program at once, as if it had exited with this r0 (the
+    /// conformance suite's `unwind` helper; the kernel's LD_ABS failure path).
+    Exit(u64),
+    /// The call failed; the run ends with [`crate::VmError::Helper`].
+    Failed(String),
+}
+
+impl HelperError {
+    fn fault(addr: u64, len: usize) -> Self {
+        HelperError::Failed(format!(
+            "pointer argument {addr:#x} ({len} bytes) is outside the program's memory"
+        ))
+    }
+}
+
+pub type HelperFn =
+    dyn Fn(&mut HelperContext<'_>, [u64; 5]) -> Result<u64, HelperError> + Send + Sync;
+
+/// A registered helper: its kernel name (for messages) and its code.
+#[derive(Clone)]
+pub struct Helper {
+    pub name: &'static str,
+    pub func: Arc<HelperFn>,
+}
+
+/// The helpers a program may call, by id.
+#[derive(Clone, Default)]
+pub struct Helpers {
+    by_id: BTreeMap<u32, Helper>,
+}
+
+impl Helpers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers (or replaces) helper `id`.
+    pub fn register<F>(&mut self, id: u32, name: &'static str, f: F) -> &mut Self
+    where
+        F: Fn(&mut HelperContext<'_>, [u64; 5]) -> Result<u64, HelperError> + Send + Sync + 'static,
+    {
+        self.by_id.insert(
+            id,
+            Helper {
+                name,
+                func: Arc::new(f),
+            },
+        );
+        self
+    }
+
+    pub fn get(&self, id: u32) -> Option<&Helper> {
+        self.by_id.get(&id)
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.by_id.keys().copied()
+    }
+
+    /// A dense table indexed by id for the interpreter's call path. Ids past
+    /// [`Self::DENSE_IDS`] are left to the sparse map.
+    pub(crate) fn dense(&self) -> Vec<Option<Arc<HelperFn>>> {
+        let len = self
+            .by_id
+            .range(..Self::DENSE_IDS)
+            .next_back()
+            .map_or(0, |(m, _)| *m as usize + 1);
+        let mut t = vec![None; len];
+        for (id, h) in self.by_id.range(..Self::DENSE_IDS) {
+            t[*id as usize] = Some(h.func.clone());
+        }
+        t
+    }
+
+    const DENSE_IDS: u32 = 4096;
+}

@@ -1,0 +1,486 @@
+//! The interpreter: a dense `match` over pre-decoded operations.
+
+use crate::helpers::{HelperContext, HelperError, HelperFn, Helpers};
+use crate::memory::Regions;
+use crate::program::{Kind, Op, Program, FRAME_SIZE, MAX_FRAMES};
+use crate::{LoadError, VmError};
+use std::sync::Arc;
+
+/// The default instruction budget of a run.
+pub const DEFAULT_BUDGET: u64 = 100_000_000;
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// r0 at exit.
+    pub r0: u64,
+    /// Instructions executed (LDDW counts once).
+    pub insns: u64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Frame {
+    ret: usize,
+    saved: [u64; 4],
+}
+
+/// Runs one program. Owns the stack and the region table, so a run allocates
+/// nothing; create one per thread.
+pub struct Interpreter<'p> {
+    prog: &'p Program,
+    helpers: Vec<Option<Arc<HelperFn>>>,
+    sparse: Helpers,
+    // u64 words so the stack is 8-byte aligned, as atomics on it require.
+    stack: Box<[u64]>,
+    regions: Regions,
+    budget: u64,
+}
+
+impl<'p> Interpreter<'p> {
+    /// Binds a program to a helper registry. Fails if the program calls a
+    /// helper the registry lacks.
+    pub fn new(prog: &'p Program, helpers: &Helpers) -> Result<Self, LoadError> {
+        for &(pc, id) in prog.helper_calls() {
+            if helpers.get(id).is_none() {
+                return Err(LoadError::UnknownHelper { pc, id });
+            }
+        }
+        Ok(Interpreter {
+            prog,
+            helpers: helpers.dense(),
+            sparse: helpers.clone(),
+            stack: vec![0u64; FRAME_SIZE * MAX_FRAMES / 8].into_boxed_slice(),
+            regions: Regions::new(),
+            budget: DEFAULT_BUDGET,
+        })
+    }
+
+    /// Sets how many instructions a run may execute before it is stopped.
+    pub fn set_budget(&mut self, budget: u64) -> &mut Self {
+        self.budget = budget;
+        self
+    }
+
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// Runs with `r1` pointing at `mem` (0 when it is empty) and `r2` holding
+    /// its length; `mem` is also the packet legacy LD_ABS/LD_IND loads read.
+    pub fn run(&mut self, mem: &mut [u8]) -> Result<Outcome, VmError> {
+        self.regions.truncate(0);
+        let stack_len = self.stack.len() * 8;
+        self.regions
+            .add_rw(self.stack.as_mut_ptr().cast::<u8>(), stack_len);
+        let len = mem.len();
+        let addr = if len == 0 {
+            0
+        } else {
+            self.regions.add_rw(mem.as_mut_ptr(), len)
+        };
+        self.execute([addr, len as u64, 0, 0, 0], (addr, len as u64))
+    }
+
+    fn execute(&mut self, args: [u64; 5], packet: (u64, u64)) -> Result<Outcome, VmError> {
+        let ops: &[Op] = &self.prog.ops;
+        let stack_ptr = self.stack.as_mut_ptr().cast::<u8>();
+        let stack_base = stack_ptr.addr() as u64;
+        let mut regs = [0u64; 16];
+        regs[1..6].copy_from_slice(&args);
+        regs[10] = stack_base + (FRAME_SIZE * MAX_FRAMES) as u64;
+        let mut frames = [Frame::default(); MAX_FRAMES];
+        let mut depth = 0usize;
+        let mut pc = 0usize;
+        let mut count = 0u64;
+        let budget = self.budget;
+
+        macro_rules! oob {
+            ($cur:expr, $addr:expr, $size:expr, $write:expr) => {
+                return Err(VmError::OutOfBounds {
+                    pc: $cur,
+                    addr: $addr,
+                    size: $size,
+                    write: $write,
+                })
+            };
+        }
+
+        loop {
+            // SAFETY: validation guarantees every jump target is a valid index
+            // and the last instruction cannot fall through; `ops` ends with an
+            // `Unreachable` sentinel, so `pc <= len` always holds.
+            let op = unsafe { *ops.get_unchecked(pc) };
+            let cur = pc;
+            pc += 1;
+            count += 1;
+            let d = (op.dst & 15) as usize;
+            let s = (op.src & 15) as usize;
+
+            macro_rules! alu64 {
+                (|$a:ident, $b:ident| $e:expr, $b_val:expr) => {{
+                    let $a = regs[d];
+                    let $b = $b_val;
+                    regs[d] = $e;
+                }};
+            }
+            macro_rules! alu32 {
+                (|$a:ident, $b:ident| $e:expr, $b_val:expr) => {{
+                    let $a = regs[d] as u32;
+                    let $b = $b_val as u32;
+                    regs[d] = ($e) as u32 as u64;
+                }};
+            }
+            macro_rules! jump {
+                ($cond:expr) => {{
+                    if $cond {
+                        let t = op.target as usize;
+                        if t <= cur && count >= budget {
+                            return Err(VmError::BudgetExhausted { pc: cur, budget });
+                        }
+                        pc = t;
+                    }
+                }};
+            }
+            macro_rules! load {
+                ($ty:ty) => {{
+                    let addr = regs[s].wrapping_add(op.off as i64 as u64);
+                    match self
+                        .regions
+                        .translate(addr, std::mem::size_of::<$ty>(), false)
+                    {
+                        // SAFETY: translate checked the range lies in a live region.
+                        Some(p) => unsafe { p.cast::<$ty>().read_unaligned() },
+                        None => oob!(cur, addr, std::mem::size_of::<$ty>(), false),
+                    }
+                }};
+            }
+            macro_rules! store {
+                ($ty:ty, $val:expr) => {{
+                    let addr = regs[d].wrapping_add(op.off as i64 as u64);
+                    match self
+                        .regions
+                        .translate(addr, std::mem::size_of::<$ty>(), true)
+                    {
+                        // SAFETY: translate checked the range lies in a live writable region.
+                        Some(p) => unsafe { p.cast::<$ty>().write_unaligned($val as $ty) },
+                        None => oob!(cur, addr, std::mem::size_of::<$ty>(), true),
+                    }
+                }};
+            }
+            // Constant-offset frame accesses were proved in-frame at decode
+            // time, and r10 always points at the top of a frame in the stack.
+            macro_rules! fp_ptr {
+                () => {{
+                    let rel = regs[10] - stack_base;
+                    // SAFETY: rel is a frame top within the stack and
+                    // -FRAME_SIZE <= off, off + size <= 0 (checked in lowering).
+                    unsafe { stack_ptr.add(rel as usize).offset(op.off as isize) }
+                }};
+            }
+            macro_rules! fp_load {
+                ($ty:ty) => {{
+                    let p = fp_ptr!().cast::<$ty>();
+                    // SAFETY: see fp_ptr.
+                    unsafe { p.read_unaligned() }
+                }};
+            }
+            macro_rules! fp_store {
+                ($ty:ty, $val:expr) => {{
+                    let p = fp_ptr!().cast::<$ty>();
+                    // SAFETY: see fp_ptr.
+                    unsafe { p.write_unaligned($val as $ty) }
+                }};
+            }
+
+            use Kind::*;
+            match op.kind {
+                Add64I => alu64!(|a, b| a.wrapping_add(b), op.imm),
+                Sub64I => alu64!(|a, b| a.wrapping_sub(b), op.imm),
+                Mul64I => alu64!(|a, b| a.wrapping_mul(b), op.imm),
+                Div64I => alu64!(|a, b| a.checked_div(b).unwrap_or(0), op.imm),
+                SDiv64I => alu64!(|a, b| sdiv64(a, b), op.imm),
+                Or64I => alu64!(|a, b| a | b, op.imm),
+                And64I => alu64!(|a, b| a & b, op.imm),
+                Lsh64I => alu64!(|a, b| a.wrapping_shl(b as u32), op.imm),
+                Rsh64I => alu64!(|a, b| a.wrapping_shr(b as u32), op.imm),
+                Mod64I => alu64!(|a, b| a.checked_rem(b).unwrap_or(a), op.imm),
+                SMod64I => alu64!(|a, b| smod64(a, b), op.imm),
+                Xor64I => alu64!(|a, b| a ^ b, op.imm),
+                Mov64I => regs[d] = op.imm,
+                Arsh64I => alu64!(|a, b| (a as i64).wrapping_shr(b as u32) as u64, op.imm),
+                Add64R => alu64!(|a, b| a.wrapping_add(b), regs[s]),
+                Sub64R => alu64!(|a, b| a.wrapping_sub(b), regs[s]),
+                Mul64R => alu64!(|a, b| a.wrapping_mul(b), regs[s]),
+                Div64R => alu64!(|a, b| a.checked_div(b).unwrap_or(0), regs[s]),
+                SDiv64R => alu64!(|a, b| sdiv64(a, b), regs[s]),
+                Or64R => alu64!(|a, b| a | b, regs[s]),
+                And64R => alu64!(|a, b| a & b, regs[s]),
+                Lsh64R => alu64!(|a, b| a.wrapping_shl(b as u32), regs[s]),
+                Rsh64R => alu64!(|a, b| a.wrapping_shr(b as u32), regs[s]),
+                Mod64R => alu64!(|a, b| a.checked_rem(b).unwrap_or(a), regs[s]),
+                SMod64R => alu64!(|a, b| smod64(a, b), regs[s]),
+                Xor64R => alu64!(|a, b| a ^ b, regs[s]),
+                Mov64R => regs[d] = regs[s],
+                Arsh64R => alu64!(|a, b| (a as i64).wrapping_shr(b as u32) as u64, regs[s]),
+                MovSx8_64 => regs[d] = regs[s] as i8 as i64 as u64,
+                MovSx16_64 => regs[d] = regs[s] as i16 as i64 as u64,
+                MovSx32_64 => regs[d] = regs[s] as i32 as i64 as u64,
+                Add32I => alu32!(|a, b| a.wrapping_add(b), op.imm),
+                Sub32I => alu32!(|a, b| a.wrapping_sub(b), op.imm),
+                Mul32I => alu32!(|a, b| a.wrapping_mul(b), op.imm),
+                Div32I => alu32!(|a, b| a.checked_div(b).unwrap_or(0), op.imm),
+                SDiv32I => alu32!(|a, b| sdiv32(a, b), op.imm),
+                Or32I => alu32!(|a, b| a | b, op.imm),
+                And32I => alu32!(|a, b| a & b, op.imm),
+                Lsh32I => alu32!(|a, b| a.wrapping_shl(b), op.imm),
+                Rsh32I => alu32!(|a, b| a.wrapping_shr(b), op.imm),
+                Mod32I => alu32!(|a, b| a.checked_rem(b).unwrap_or(a), op.imm),
+                SMod32I => alu32!(|a, b| smod32(a, b), op.imm),
+                Xor32I => alu32!(|a, b| a ^ b, op.imm),
+                Mov32I => regs[d] = op.imm,
+                Arsh32I => alu32!(|a, b| (a as i32).wrapping_shr(b) as u32, op.imm),
+                Add32R => alu32!(|a, b| a.wrapping_add(b), regs[s]),
+                Sub32R => alu32!(|a, b| a.wrapping_sub(b), regs[s]),
+                Mul32R => alu32!(|a, b| a.wrapping_mul(b), regs[s]),
+                Div32R => alu32!(|a, b| a.checked_div(b).unwrap_or(0), regs[s]),
+                SDiv32R => alu32!(|a, b| sdiv32(a, b), regs[s]),
+                Or32R => alu32!(|a, b| a | b, regs[s]),
+                And32R => alu32!(|a, b| a & b, regs[s]),
+                Lsh32R => alu32!(|a, b| a.wrapping_shl(b), regs[s]),
+                Rsh32R => alu32!(|a, b| a.wrapping_shr(b), regs[s]),
+                Mod32R => alu32!(|a, b| a.checked_rem(b).unwrap_or(a), regs[s]),
+                SMod32R => alu32!(|a, b| smod32(a, b), regs[s]),
+                Xor32R => alu32!(|a, b| a ^ b, regs[s]),
+                Mov32R => regs[d] = regs[s] as u32 as u64,
+                Arsh32R => alu32!(|a, b| (a as i32).wrapping_shr(b) as u32, regs[s]),
+                MovSx8_32 => regs[d] = regs[s] as i8 as i32 as u32 as u64,
+                MovSx16_32 => regs[d] = regs[s] as i16 as i32 as u32 as u64,
+                Neg64 => regs[d] = regs[d].wrapping_neg(),
+                Neg32 => regs[d] = (regs[d] as u32).wrapping_neg() as u64,
+                Le16 => regs[d] = regs[d] as u16 as u64,
+                Le32 => regs[d] = regs[d] as u32 as u64,
+                Be16 => regs[d] = (regs[d] as u16).swap_bytes() as u64,
+                Be32 => regs[d] = (regs[d] as u32).swap_bytes() as u64,
+                Be64 => regs[d] = regs[d].swap_bytes(),
+                Nop => {}
+                LdImm64 => {
+                    regs[d] = op.imm;
+                    pc += 1;
+                }
+                LdAbsB | LdAbsH | LdAbsW | LdIndB | LdIndH | LdIndW => {
+                    let size: u64 = match op.kind {
+                        LdAbsB | LdIndB => 1,
+                        LdAbsH | LdIndH => 2,
+                        _ => 4,
+                    };
+                    let base = if matches!(op.kind, LdIndB | LdIndH | LdIndW) {
+                        regs[s] as u32 as i32 as i64
+                    } else {
+                        0
+                    };
+                    let off = base + op.imm as i64;
+                    // Like the kernel: an access outside the packet ends the
+                    // program with r0 = 0.
+                    if off < 0 || off as u64 + size > packet.1 {
+                        return Ok(Outcome {
+                            r0: 0,
+                            insns: count,
+                        });
+                    }
+                    let addr = packet.0 + off as u64;
+                    let p = match self.regions.translate(addr, size as usize, false) {
+                        Some(p) => p,
+                        None => oob!(cur, addr, size as usize, false),
+                    };
+                    // SAFETY: translate checked the range.
+                    regs[0] = unsafe {
+                        match size {
+                            1 => p.read() as u64,
+                            2 => u16::from_be(p.cast::<u16>().read_unaligned()) as u64,
+                            _ => u32::from_be(p.cast::<u32>().read_unaligned()) as u64,
+                        }
+                    };
+                }
+                LdxB => regs[d] = load!(u8) as u64,
+                LdxH => regs[d] = load!(u16) as u64,
+                LdxW => regs[d] = load!(u32) as u64,
+                LdxDW => regs[d] = load!(u64),
+                LdxSB => regs[d] = load!(i8) as i64 as u64,
+                LdxSH => regs[d] = load!(i16) as i64 as u64,
+                LdxSW => regs[d] = load!(i32) as i64 as u64,
+                StB => store!(u8, op.imm),
+                StH => store!(u16, op.imm),
+                StW => store!(u32, op.imm),
+                StDW => store!(u64, op.imm),
+                StxB => store!(u8, regs[s]),
+                StxH => store!(u16, regs[s]),
+                StxW => store!(u32, regs[s]),
+                StxDW => store!(u64, regs[s]),
+                FpLdxB => regs[d] = fp_load!(u8) as u64,
+                FpLdxH => regs[d] = fp_load!(u16) as u64,
+                FpLdxW => regs[d] = fp_load!(u32) as u64,
+                FpLdxDW => regs[d] = fp_load!(u64),
+                FpLdxSB => regs[d] = fp_load!(i8) as i64 as u64,
+                FpLdxSH => regs[d] = fp_load!(i16) as i64 as u64,
+                FpLdxSW => regs[d] = fp_load!(i32) as i64 as u64,
+                FpStB => fp_store!(u8, op.imm),
+                FpStH => fp_store!(u16, op.imm),
+                FpStW => fp_store!(u32, op.imm),
+                FpStDW => fp_store!(u64, op.imm),
+                FpStxB => fp_store!(u8, regs[s]),
+                FpStxH => fp_store!(u16, regs[s]),
+                FpStxW => fp_store!(u32, regs[s]),
+                FpStxDW => fp_store!(u64, regs[s]),
+                Atomic32 | Atomic64 | AtomicLoadB | AtomicLoadH | AtomicLoadW | AtomicLoadDW
+                | AtomicStoreB | AtomicStoreH | AtomicStoreW | AtomicStoreDW => {
+                    crate::atomic::execute(&self.regions, &op, cur, &mut regs)?
+                }
+                Ja => jump!(true),
+                Jeq64I => jump!(regs[d] == op.imm),
+                Jgt64I => jump!(regs[d] > op.imm),
+                Jge64I => jump!(regs[d] >= op.imm),
+                Jset64I => jump!(regs[d] & op.imm != 0),
+                Jne64I => jump!(regs[d] != op.imm),
+                Jsgt64I => jump!((regs[d] as i64) > op.imm as i64),
+                Jsge64I => jump!((regs[d] as i64) >= op.imm as i64),
+                Jlt64I => jump!(regs[d] < op.imm),
+                Jle64I => jump!(regs[d] <= op.imm),
+                Jslt64I => jump!((regs[d] as i64) < op.imm as i64),
+                Jsle64I => jump!((regs[d] as i64) <= op.imm as i64),
+                Jeq64R => jump!(regs[d] == regs[s]),
+                Jgt64R => jump!(regs[d] > regs[s]),
+                Jge64R => jump!(regs[d] >= regs[s]),
+                Jset64R => jump!(regs[d] & regs[s] != 0),
+                Jne64R => jump!(regs[d] != regs[s]),
+                Jsgt64R => jump!((regs[d] as i64) > regs[s] as i64),
+                Jsge64R => jump!((regs[d] as i64) >= regs[s] as i64),
+                Jlt64R => jump!(regs[d] < regs[s]),
+                Jle64R => jump!(regs[d] <= regs[s]),
+                Jslt64R => jump!((regs[d] as i64) < regs[s] as i64),
+                Jsle64R => jump!((regs[d] as i64) <= regs[s] as i64),
+                Jeq32I => jump!(regs[d] as u32 == op.imm as u32),
+                Jgt32I => jump!(regs[d] as u32 > op.imm as u32),
+                Jge32I => jump!(regs[d] as u32 >= op.imm as u32),
+                Jset32I => jump!(regs[d] as u32 & op.imm as u32 != 0),
+                Jne32I => jump!(regs[d] as u32 != op.imm as u32),
+                Jsgt32I => jump!((regs[d] as i32) > op.imm as i32),
+                Jsge32I => jump!((regs[d] as i32) >= op.imm as i32),
+                Jlt32I => jump!((regs[d] as u32) < op.imm as u32),
+                Jle32I => jump!(regs[d] as u32 <= op.imm as u32),
+                Jslt32I => jump!((regs[d] as i32) < op.imm as i32),
+                Jsle32I => jump!((regs[d] as i32) <= op.imm as i32),
+                Jeq32R => jump!(regs[d] as u32 == regs[s] as u32),
+                Jgt32R => jump!(regs[d] as u32 > regs[s] as u32),
+                Jge32R => jump!(regs[d] as u32 >= regs[s] as u32),
+                Jset32R => jump!(regs[d] as u32 & regs[s] as u32 != 0),
+                Jne32R => jump!(regs[d] as u32 != regs[s] as u32),
+                Jsgt32R => jump!((regs[d] as i32) > regs[s] as i32),
+                Jsge32R => jump!((regs[d] as i32) >= regs[s] as i32),
+                Jlt32R => jump!((regs[d] as u32) < regs[s] as u32),
+                Jle32R => jump!(regs[d] as u32 <= regs[s] as u32),
+                Jslt32R => jump!((regs[d] as i32) < regs[s] as i32),
+                Jsle32R => jump!((regs[d] as i32) <= regs[s] as i32),
+                Call | CallReg => {
+                    let id = if op.kind == Call { op.imm } else { regs[d] };
+                    let f: &HelperFn = match self.helpers.get(id as usize) {
+                        Some(Some(f)) => &**f,
+                        _ => match u32::try_from(id).ok().and_then(|i| self.sparse.get(i)) {
+                            Some(h) => &*h.func,
+                            None => return Err(VmError::UnknownHelper { pc: cur, id }),
+                        },
+                    };
+                    let mut ctx = HelperContext {
+                        regions: &mut self.regions,
+                    };
+                    match f(&mut ctx, [regs[1], regs[2], regs[3], regs[4], regs[5]]) {
+                        Ok(v) => regs[0] = v,
+                        Err(HelperError::Exit(v)) => {
+                            return Ok(Outcome {
+                                r0: v,
+                                insns: count,
+                            })
+                        }
+                        Err(HelperError::Failed(message)) => {
+                            return Err(VmError::Helper {
+                                pc: cur,
+                                id: id as u32,
+                                message,
+                            })
+                        }
+                    }
+                    if count >= budget {
+                        return Err(VmError::BudgetExhausted { pc: cur, budget });
+                    }
+                }
+                CallLocal => {
+                    if depth + 1 >= MAX_FRAMES {
+                        return Err(VmError::CallDepth {
+                            pc: cur,
+                            max: MAX_FRAMES,
+                        });
+                    }
+                    if count >= budget {
+                        return Err(VmError::BudgetExhausted { pc: cur, budget });
+                    }
+                    frames[depth] = Frame {
+                        ret: pc,
+                        saved: [regs[6], regs[7], regs[8], regs[9]],
+                    };
+                    depth += 1;
+                    regs[10] -= FRAME_SIZE as u64;
+                    pc = op.target as usize;
+                }
+                Exit => {
+                    if depth == 0 {
+                        return Ok(Outcome {
+                            r0: regs[0],
+                            insns: count,
+                        });
+                    }
+                    depth -= 1;
+                    let f = frames[depth];
+                    regs[6..10].copy_from_slice(&f.saved);
+                    regs[10] += FRAME_SIZE as u64;
+                    pc = f.ret;
+                }
+                Unreachable => unreachable!("validated programs never reach pc {cur}"),
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn sdiv64(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        0
+    } else {
+        (a as i64).wrapping_div(b as i64) as u64
+    }
+}
+
+#[inline(always)]
+fn smod64(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        (a as i64).wrapping_rem(b as i64) as u64
+    }
+}
+
+#[inline(always)]
+fn sdiv32(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        0
+    } else {
+        (a as i32).wrapping_div(b as i32) as u32
+    }
+}
+
+#[inline(always)]
+fn smod32(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        (a as i32).wrapping_rem(b as i32) as u32
+    }
+}

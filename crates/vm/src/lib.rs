@@ -1,0 +1,30 @@
+//! bpfkit's userspace eBPF engine.
+//!
+//! A [`Program`] is validated and pre-decoded once; an [`Interpreter`] runs it
+//! any number of times against memory it checks on every access it could not
+//! prove safe ([`memory::Regions`]), with an instruction budget, bpf-to-bpf
+//! calls in their own 512-byte frames, and helpers registered by id
+//! ([`Helpers`]).
+//!
+//! ```
+//! use bpfkit_isa::{asm::assemble, Dialect};
+//! use bpfkit_vm::{Helpers, Interpreter, Program};
+//!
+//! let slots = assemble("ldxw %r0, [%r1+4]\nadd %r0, 1\nexit", Dialect::Conformance).unwrap();
+//! let prog = Program::new(&slots).unwrap();
+//! let mut vm = Interpreter::new(&prog, &Helpers::new()).unwrap();
+//! let mut mem = [0, 0, 0, 0, 41, 0, 0, 0];
+//! assert_eq!(vm.run(&mut mem).unwrap().r0, 42);
+//! ```
+
+mod atomic;
+mod error;
+pub mod helpers;
+mod interp;
+pub mod memory;
+mod program;
+
+pub use error::{LoadError, VmError};
+pub use helpers::{HelperContext, HelperError, Helpers};
+pub use interp::{Interpreter, Outcome, DEFAULT_BUDGET};
+pub use program::{Program, FRAME_SIZE, MAX_FRAMES};

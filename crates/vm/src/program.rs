@@ -1,0 +1,532 @@
+//! Validation and pre-decoding: a program is checked and translated once into
+//! a compact form the interpreter runs many times.
+
+use crate::LoadError;
+use bpfkit_isa::{
+    decode_program, AluOp, AtomicOp, ByteOrder, CallKind, Instruction, JmpCond, PacketMode, Pseudo,
+    RawInsn, Reg, Size, Source, Width,
+};
+
+/// Bytes of stack each frame gets, as in the kernel.
+pub const FRAME_SIZE: usize = 512;
+/// Frames at most (the main program and seven nested bpf-to-bpf calls).
+pub const MAX_FRAMES: usize = 8;
+
+/// One operation of the pre-decoded form: a variant per (operation, width,
+/// operand kind), with jump targets resolved to absolute indices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Kind {
+    // ALU64, immediate (imm holds the sign-extended 64-bit value).
+    Add64I,
+    Sub64I,
+    Mul64I,
+    Div64I,
+    SDiv64I,
+    Or64I,
+    And64I,
+    Lsh64I,
+    Rsh64I,
+    Mod64I,
+    SMod64I,
+    Xor64I,
+    Mov64I,
+    Arsh64I,
+    // ALU64, register.
+    Add64R,
+    Sub64R,
+    Mul64R,
+    Div64R,
+    SDiv64R,
+    Or64R,
+    And64R,
+    Lsh64R,
+    Rsh64R,
+    Mod64R,
+    SMod64R,
+    Xor64R,
+    Mov64R,
+    Arsh64R,
+    MovSx8_64,
+    MovSx16_64,
+    MovSx32_64,
+    // ALU32, immediate (imm holds the 32-bit value zero-extended).
+    Add32I,
+    Sub32I,
+    Mul32I,
+    Div32I,
+    SDiv32I,
+    Or32I,
+    And32I,
+    Lsh32I,
+    Rsh32I,
+    Mod32I,
+    SMod32I,
+    Xor32I,
+    Mov32I,
+    Arsh32I,
+    // ALU32, register.
+    Add32R,
+    Sub32R,
+    Mul32R,
+    Div32R,
+    SDiv32R,
+    Or32R,
+    And32R,
+    Lsh32R,
+    Rsh32R,
+    Mod32R,
+    SMod32R,
+    Xor32R,
+    Mov32R,
+    Arsh32R,
+    MovSx8_32,
+    MovSx16_32,
+    Neg64,
+    Neg32,
+    Le16,
+    Le32,
+    Be16,
+    Be32,
+    Be64,
+    Nop,
+    LdImm64,
+    LdAbsB,
+    LdAbsH,
+    LdAbsW,
+    LdIndB,
+    LdIndH,
+    LdIndW,
+    // Checked memory access through any register.
+    LdxB,
+    LdxH,
+    LdxW,
+    LdxDW,
+    LdxSB,
+    LdxSH,
+    LdxSW,
+    StB,
+    StH,
+    StW,
+    StDW,
+    StxB,
+    StxH,
+    StxW,
+    StxDW,
+    // Accesses at a constant offset from r10 that lie inside the frame: no check.
+    FpLdxB,
+    FpLdxH,
+    FpLdxW,
+    FpLdxDW,
+    FpLdxSB,
+    FpLdxSH,
+    FpLdxSW,
+    FpStB,
+    FpStH,
+    FpStW,
+    FpStDW,
+    FpStxB,
+    FpStxH,
+    FpStxW,
+    FpStxDW,
+    Atomic32,
+    Atomic64,
+    AtomicLoadB,
+    AtomicLoadH,
+    AtomicLoadW,
+    AtomicLoadDW,
+    AtomicStoreB,
+    AtomicStoreH,
+    AtomicStoreW,
+    AtomicStoreDW,
+    Ja,
+    // Conditional jumps: 64-bit/32-bit, immediate/register.
+    Jeq64I,
+    Jgt64I,
+    Jge64I,
+    Jset64I,
+    Jne64I,
+    Jsgt64I,
+    Jsge64I,
+    Jlt64I,
+    Jle64I,
+    Jslt64I,
+    Jsle64I,
+    Jeq64R,
+    Jgt64R,
+    Jge64R,
+    Jset64R,
+    Jne64R,
+    Jsgt64R,
+    Jsge64R,
+    Jlt64R,
+    Jle64R,
+    Jslt64R,
+    Jsle64R,
+    Jeq32I,
+    Jgt32I,
+    Jge32I,
+    Jset32I,
+    Jne32I,
+    Jsgt32I,
+    Jsge32I,
+    Jlt32I,
+    Jle32I,
+    Jslt32I,
+    Jsle32I,
+    Jeq32R,
+    Jgt32R,
+    Jge32R,
+    Jset32R,
+    Jne32R,
+    Jsgt32R,
+    Jsge32R,
+    Jlt32R,
+    Jle32R,
+    Jslt32R,
+    Jsle32R,
+    Call,
+    CallLocal,
+    CallReg,
+    Exit,
+    /// The second slot of an LDDW, or the sentinel after the last instruction:
+    /// never reached (validation rules it out), kept so indices equal slots.
+    Unreachable,
+}
+
+/// A pre-decoded operation. `target` is the absolute index of a jump or local
+/// call target; `off` the memory offset; `imm` the operand, already widened.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Op {
+    pub kind: Kind,
+    pub dst: u8,
+    pub src: u8,
+    pub off: i16,
+    pub target: u32,
+    pub imm: u64,
+}
+
+/// A validated, pre-decoded program, ready to run any number of times.
+#[derive(Clone, Debug)]
+pub struct Program {
+    pub(crate) ops: Vec<Op>,
+    slots: Vec<RawInsn>,
+    /// Helper ids the program calls directly.
+    helper_calls: Vec<(usize, u32)>,
+}
+
+impl Program {
+    /// Validates and pre-decodes instruction slots.
+    pub fn new(slots: &[RawInsn]) -> Result<Program, LoadError> {
+        let insns = decode_program(slots)?;
+        let mut ops = vec![op(Kind::Unreachable); slots.len() + 1];
+        let mut helper_calls = Vec::new();
+        for l in &insns {
+            if let Instruction::Call {
+                kind: CallKind::Kfunc,
+                imm,
+            } = l.insn
+            {
+                return Err(LoadError::Kfunc { pc: l.pc, id: imm });
+            }
+            if let Instruction::Call {
+                kind: CallKind::Helper,
+                imm,
+            } = l.insn
+            {
+                helper_calls.push((l.pc, imm as u32));
+            }
+            ops[l.pc] = lower(l.pc, &l.insn);
+        }
+        Ok(Program {
+            ops,
+            slots: slots.to_vec(),
+            helper_calls,
+        })
+    }
+
+    /// Parses raw bytes (a multiple of 8) and validates them.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Program, LoadError> {
+        Program::new(&bpfkit_isa::slots_from_bytes(bytes)?)
+    }
+
+    /// The original instruction slots.
+    pub fn slots(&self) -> &[RawInsn] {
+        &self.slots
+    }
+
+    /// (slot index, helper id) of every direct helper call.
+    pub fn helper_calls(&self) -> &[(usize, u32)] {
+        &self.helper_calls
+    }
+}
+
+const fn op(kind: Kind) -> Op {
+    Op {
+        kind,
+        dst: 0,
+        src: 0,
+        off: 0,
+        target: 0,
+        imm: 0,
+    }
+}
+
+fn alu_kind(width: Width, aop: AluOp, reg: bool) -> Kind {
+    use Kind::*;
+    let t: [Kind; 4] = match aop {
+        AluOp::Add => [Add64I, Add64R, Add32I, Add32R],
+        AluOp::Sub => [Sub64I, Sub64R, Sub32I, Sub32R],
+        AluOp::Mul => [Mul64I, Mul64R, Mul32I, Mul32R],
+        AluOp::Div => [Div64I, Div64R, Div32I, Div32R],
+        AluOp::SDiv => [SDiv64I, SDiv64R, SDiv32I, SDiv32R],
+        AluOp::Or => [Or64I, Or64R, Or32I, Or32R],
+        AluOp::And => [And64I, And64R, And32I, And32R],
+        AluOp::Lsh => [Lsh64I, Lsh64R, Lsh32I, Lsh32R],
+        AluOp::Rsh => [Rsh64I, Rsh64R, Rsh32I, Rsh32R],
+        AluOp::Mod => [Mod64I, Mod64R, Mod32I, Mod32R],
+        AluOp::SMod => [SMod64I, SMod64R, SMod32I, SMod32R],
+        AluOp::Xor => [Xor64I, Xor64R, Xor32I, Xor32R],
+        AluOp::Mov => [Mov64I, Mov64R, Mov32I, Mov32R],
+        AluOp::Arsh => [Arsh64I, Arsh64R, Arsh32I, Arsh32R],
+        // Decoding guarantees sign-extending moves take a register.
+        AluOp::MovSx8 => [Unreachable, MovSx8_64, Unreachable, MovSx8_32],
+        AluOp::MovSx16 => [Unreachable, MovSx16_64, Unreachable, MovSx16_32],
+        AluOp::MovSx32 => [Unreachable, MovSx32_64, Unreachable, Unreachable],
+    };
+    t[(width == Width::W32) as usize * 2 + reg as usize]
+}
+
+fn jmp_kind(width: Width, cond: JmpCond, reg: bool) -> Kind {
+    use Kind::*;
+    let t: [Kind; 4] = match cond {
+        JmpCond::Eq => [Jeq64I, Jeq64R, Jeq32I, Jeq32R],
+        JmpCond::Gt => [Jgt64I, Jgt64R, Jgt32I, Jgt32R],
+        JmpCond::Ge => [Jge64I, Jge64R, Jge32I, Jge32R],
+        JmpCond::Set => [Jset64I, Jset64R, Jset32I, Jset32R],
+        JmpCond::Ne => [Jne64I, Jne64R, Jne32I, Jne32R],
+        JmpCond::SGt => [Jsgt64I, Jsgt64R, Jsgt32I, Jsgt32R],
+        JmpCond::SGe => [Jsge64I, Jsge64R, Jsge32I, Jsge32R],
+        JmpCond::Lt => [Jlt64I, Jlt64R, Jlt32I, Jlt32R],
+        JmpCond::Le => [Jle64I, Jle64R, Jle32I, Jle32R],
+        JmpCond::SLt => [Jslt64I, Jslt64R, Jslt32I, Jslt32R],
+        JmpCond::SLe => [Jsle64I, Jsle64R, Jsle32I, Jsle32R],
+    };
+    t[(width == Width::W32) as usize * 2 + reg as usize]
+}
+
+/// Whether `[r10 + off, r10 + off + size)` lies inside the current frame.
+fn in_frame(off: i16, size: Size) -> bool {
+    let off = off as i64;
+    off >= -(FRAME_SIZE as i64) && off + size.bytes() as i64 <= 0
+}
+
+fn lower(pc: usize, insn: &Instruction) -> Op {
+    use Kind::*;
+    let target = |rel: i64| (pc as i64 + 1 + rel) as u32;
+    let mut o = op(Unreachable);
+    match *insn {
+        Instruction::Alu {
+            width,
+            op: aop,
+            dst,
+            src,
+        } => {
+            o.dst = dst.num();
+            match src {
+                Source::Reg(s) => {
+                    o.kind = alu_kind(width, aop, true);
+                    o.src = s.num();
+                }
+                Source::Imm(i) => {
+                    o.kind = alu_kind(width, aop, false);
+                    o.imm = match width {
+                        Width::W64 => i as i64 as u64,
+                        Width::W32 => i as u32 as u64,
+                    };
+                }
+            }
+        }
+        Instruction::Neg { width, dst } => {
+            o.kind = if width == Width::W64 { Neg64 } else { Neg32 };
+            o.dst = dst.num();
+        }
+        Instruction::Endian { order, bits, dst } => {
+            o.dst = dst.num();
+            // The host is little endian: `le` only truncates, `be` and
+            // `bswap` swap.
+            o.kind = match (order, bits) {
+                (ByteOrder::ToLe, 16) => Le16,
+                (ByteOrder::ToLe, 32) => Le32,
+                (ByteOrder::ToLe, _) => Nop,
+                (_, 16) => Be16,
+                (_, 32) => Be32,
+                _ => Be64,
+            };
+        }
+        Instruction::LoadImm64 { dst, pseudo, imm } => {
+            // Pseudo forms are resolved by the object loader before a program
+            // reaches the VM; unresolved they load their raw value.
+            let _ = pseudo == Pseudo::Imm64;
+            o.kind = LdImm64;
+            o.dst = dst.num();
+            o.imm = imm as u64;
+        }
+        Instruction::LoadPacket { mode, size, imm } => {
+            let (abs, ind) = match size {
+                Size::B => (LdAbsB, LdIndB),
+                Size::H => (LdAbsH, LdIndH),
+                _ => (LdAbsW, LdIndW),
+            };
+            o.imm = imm as i64 as u64;
+            match mode {
+                PacketMode::Abs => o.kind = abs,
+                PacketMode::Ind(r) => {
+                    o.kind = ind;
+                    o.src = r.num();
+                }
+            }
+        }
+        Instruction::Load {
+            size,
+            signed,
+            dst,
+            src,
+            off,
+        } => {
+            let fp = src == Reg::R10 && in_frame(off, size);
+            o.kind = match (size, signed, fp) {
+                (Size::B, false, false) => LdxB,
+                (Size::H, false, false) => LdxH,
+                (Size::W, false, false) => LdxW,
+                (Size::DW, _, false) => LdxDW,
+                (Size::B, true, false) => LdxSB,
+                (Size::H, true, false) => LdxSH,
+                (Size::W, true, false) => LdxSW,
+                (Size::B, false, true) => FpLdxB,
+                (Size::H, false, true) => FpLdxH,
+                (Size::W, false, true) => FpLdxW,
+                (Size::DW, _, true) => FpLdxDW,
+                (Size::B, true, true) => FpLdxSB,
+                (Size::H, true, true) => FpLdxSH,
+                (Size::W, true, true) => FpLdxSW,
+            };
+            o.dst = dst.num();
+            o.src = src.num();
+            o.off = off;
+        }
+        Instruction::StoreImm {
+            size,
+            dst,
+            off,
+            imm,
+        } => {
+            let fp = dst == Reg::R10 && in_frame(off, size);
+            o.kind = match (size, fp) {
+                (Size::B, false) => StB,
+                (Size::H, false) => StH,
+                (Size::W, false) => StW,
+                (Size::DW, false) => StDW,
+                (Size::B, true) => FpStB,
+                (Size::H, true) => FpStH,
+                (Size::W, true) => FpStW,
+                (Size::DW, true) => FpStDW,
+            };
+            o.dst = dst.num();
+            o.off = off;
+            o.imm = imm as i64 as u64;
+        }
+        Instruction::Store {
+            size,
+            dst,
+            src,
+            off,
+        } => {
+            let fp = dst == Reg::R10 && in_frame(off, size);
+            o.kind = match (size, fp) {
+                (Size::B, false) => StxB,
+                (Size::H, false) => StxH,
+                (Size::W, false) => StxW,
+                (Size::DW, false) => StxDW,
+                (Size::B, true) => FpStxB,
+                (Size::H, true) => FpStxH,
+                (Size::W, true) => FpStxW,
+                (Size::DW, true) => FpStxDW,
+            };
+            o.dst = dst.num();
+            o.src = src.num();
+            o.off = off;
+        }
+        Instruction::Atomic {
+            size,
+            op: aop,
+            dst,
+            src,
+            off,
+        } => {
+            o.kind = match (aop, size) {
+                (AtomicOp::LoadAcquire, Size::B) => AtomicLoadB,
+                (AtomicOp::LoadAcquire, Size::H) => AtomicLoadH,
+                (AtomicOp::LoadAcquire, Size::W) => AtomicLoadW,
+                (AtomicOp::LoadAcquire, Size::DW) => AtomicLoadDW,
+                (AtomicOp::StoreRelease, Size::B) => AtomicStoreB,
+                (AtomicOp::StoreRelease, Size::H) => AtomicStoreH,
+                (AtomicOp::StoreRelease, Size::W) => AtomicStoreW,
+                (AtomicOp::StoreRelease, Size::DW) => AtomicStoreDW,
+                (_, Size::W) => Atomic32,
+                _ => Atomic64,
+            };
+            o.dst = dst.num();
+            o.src = src.num();
+            o.off = off;
+            o.imm = aop.imm() as u64;
+        }
+        Instruction::Ja { off } => {
+            o.kind = Ja;
+            o.target = target(off as i64);
+        }
+        Instruction::JaLong { imm } => {
+            o.kind = Ja;
+            o.target = target(imm as i64);
+        }
+        Instruction::Jump {
+            width,
+            cond,
+            dst,
+            src,
+            off,
+        } => {
+            o.dst = dst.num();
+            o.target = target(off as i64);
+            match src {
+                Source::Reg(s) => {
+                    o.kind = jmp_kind(width, cond, true);
+                    o.src = s.num();
+                }
+                Source::Imm(i) => {
+                    o.kind = jmp_kind(width, cond, false);
+                    o.imm = match width {
+                        Width::W64 => i as i64 as u64,
+                        Width::W32 => i as u32 as u64,
+                    };
+                }
+            }
+        }
+        Instruction::Call { kind, imm } => match kind {
+            CallKind::Local => {
+                o.kind = CallLocal;
+                o.target = target(imm as i64);
+            }
+            _ => {
+                o.kind = Call;
+                o.imm = imm as u32 as u64;
+            }
+        },
+        Instruction::CallReg { reg } => {
+            o.kind = CallReg;
+            o.dst = reg.num();
+        }
+        Instruction::Exit => o.kind = Exit,
+    }
+    o
+}

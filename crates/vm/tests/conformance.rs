@@ -1,0 +1,71 @@
+//! Runs the whole bpf_conformance suite through the interpreter, with the
+//! environment the suite assumes (r1/r2 = memory and length, helper 5).
+
+use bpfkit_isa::testfile::{self, Parsed};
+use bpfkit_vm::{HelperError, Helpers, Interpreter, Program};
+use std::path::PathBuf;
+
+fn suite_dir() -> PathBuf {
+    match std::env::var_os("BPFKIT_CONFORMANCE_DIR") {
+        Some(d) => d.into(),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/conformance/bpf_conformance/tests"),
+    }
+}
+
+/// Helper 5 of the suite: returns its argument, and stops the program with
+/// r0 = 0 when the argument is 0 (ubpf's "unwind").
+fn conformance_helpers() -> Helpers {
+    let mut h = Helpers::new();
+    h.register(5, "unwind", |_, a| {
+        if a[0] == 0 {
+            Err(HelperError::Exit(0))
+        } else {
+            Ok(a[0])
+        }
+    });
+    h
+}
+
+#[test]
+fn all_conformance_vectors_pass() {
+    let dir = suite_dir();
+    let files = testfile::list(&dir).unwrap_or_else(|e| panic!("conformance suite: {e}"));
+    assert!(
+        files.len() >= 313,
+        "expected the 313 vectors, found {}",
+        files.len()
+    );
+    let helpers = conformance_helpers();
+    let mut failures = Vec::new();
+    let mut passed = 0;
+    for path in &files {
+        let t = match testfile::load(path).unwrap() {
+            Parsed::Test(t) => t,
+            Parsed::Skipped(why) => panic!("{}: skipped: {why}", path.display()),
+        };
+        let outcome = Program::new(&t.program)
+            .map_err(|e| e.to_string())
+            .and_then(|p| {
+                let mut vm = Interpreter::new(&p, &helpers).map_err(|e| e.to_string())?;
+                let mut mem = t.mem.clone();
+                vm.run(&mut mem).map_err(|e| e.to_string())
+            });
+        match (&outcome, t.result, &t.error) {
+            (Ok(o), Some(want), _) if o.r0 == want => passed += 1,
+            (Err(_), None, Some(_)) => passed += 1,
+            _ => failures.push(format!(
+                "{}: got {:?}, want result {:x?} error {:?}",
+                t.name, outcome, t.result, t.error
+            )),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(passed, files.len());
+    println!("conformance: {passed} of {} passed", files.len());
+}
