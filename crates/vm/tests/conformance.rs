@@ -2,7 +2,7 @@
 //! environment the suite assumes (r1/r2 = memory and length, helper 5).
 
 use bpfkit_isa::testfile::{self, Parsed};
-use bpfkit_vm::{HelperError, Helpers, Interpreter, Program};
+use bpfkit_vm::{Interpreter, Program};
 use std::path::PathBuf;
 
 fn suite_dir() -> PathBuf {
@@ -13,19 +13,6 @@ fn suite_dir() -> PathBuf {
     }
 }
 
-/// Helper 5 of the suite: returns its argument, and stops the program with
-/// r0 = 0 when the argument is 0 (ubpf's "unwind").
-fn conformance_helpers() -> Helpers {
-    let mut h = Helpers::new();
-    h.register(5, "unwind", |_, a| {
-        if a[0] == 0 {
-            Err(HelperError::Exit(0))
-        } else {
-            Ok(a[0])
-        }
-    });
-    h
-}
 
 #[test]
 fn all_conformance_vectors_pass() {
@@ -36,7 +23,7 @@ fn all_conformance_vectors_pass() {
         "expected the 313 vectors, found {}",
         files.len()
     );
-    let helpers = conformance_helpers();
+    let helpers = bpfkit_vm::helpers::conformance();
     let mut failures = Vec::new();
     let mut passed = 0;
     for path in &files {

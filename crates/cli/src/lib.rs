@@ -1,0 +1,68 @@
+//! Shared pieces of the `bpfkit` binaries: reading programs and memory from
+//! files and the command line.
+
+use anyhow::{bail, Context, Result};
+use bpfkit_isa::{asm::assemble, slots_from_bytes, Dialect, RawInsn};
+use std::path::Path;
+
+/// Parses hex bytes: `aa bb 11`, `aabb11`, `0xaa, 0xbb`, on one or many
+/// lines; `#` starts a comment.
+pub fn parse_hex(text: &str) -> Result<Vec<u8>> {
+    let mut digits = String::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("");
+        for tok in line.split(|c: char| c.is_whitespace() || c == ',') {
+            let tok = tok.trim_start_matches("0x").trim_start_matches("0X");
+            if let Some(bad) = tok.chars().find(|c| !c.is_ascii_hexdigit()) {
+                bail!("line {}: `{bad}` is not a hex digit", n + 1);
+            }
+            if tok.len() % 2 == 1 {
+                bail!("line {}: `{tok}` has an odd number of hex digits", n + 1);
+            }
+            digits.push_str(tok);
+        }
+    }
+    Ok((0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex digits checked"))
+        .collect())
+}
+
+/// Guesses the dialect of assembly text: `%r` registers mean the conformance
+/// dialect.
+pub fn guess_dialect(text: &str) -> Dialect {
+    if text.contains("%r") {
+        Dialect::Conformance
+    } else {
+        Dialect::Llvm
+    }
+}
+
+/// Whether a file holds assembly text rather than bytecode: by extension,
+/// else by content (bytecode is rarely valid printable UTF-8).
+pub fn looks_like_assembly(path: &Path, bytes: &[u8]) -> bool {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("asm" | "s" | "S" | "bpf_asm") => return true,
+        Some("bin" | "o" | "raw") => return false,
+        _ => {}
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(t) => t
+            .chars()
+            .all(|c| !c.is_control() || c == '\n' || c == '\r' || c == '\t'),
+        Err(_) => false,
+    }
+}
+
+/// Reads a program file: assembly in either dialect (given or guessed) or
+/// raw bytecode.
+pub fn read_program(path: &Path, dialect: Option<Dialect>) -> Result<Vec<RawInsn>> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    if looks_like_assembly(path, &bytes) {
+        let text = String::from_utf8(bytes).expect("checked UTF-8");
+        let dialect = dialect.unwrap_or_else(|| guess_dialect(&text));
+        assemble(&text, dialect).map_err(|e| anyhow::anyhow!("{}:{}: {}", path.display(), e.line, e.message))
+    } else {
+        slots_from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.kind))
+    }
+}

@@ -1,0 +1,162 @@
+use anyhow::{bail, Context, Result};
+use bpfkit_cli::{parse_hex, read_program};
+use bpfkit_isa::{asm::assemble, disasm, slots_to_bytes, Dialect};
+use bpfkit_vm::{Interpreter, Program};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// bpfkit: an eBPF toolkit with two engines, the Linux kernel and a userspace VM.
+#[derive(Parser)]
+#[command(name = "bpfkit", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DialectArg {
+    /// `mov %r0, 1`, `ldxw %r0, [%r1+4]` (bpf_conformance, ubpf)
+    Conformance,
+    /// `r0 = 1`, `r0 = *(u32 *)(r1 + 4)` (llvm-objdump, the kernel verifier log)
+    Llvm,
+}
+
+impl From<DialectArg> for Dialect {
+    fn from(d: DialectArg) -> Dialect {
+        match d {
+            DialectArg::Conformance => Dialect::Conformance,
+            DialectArg::Llvm => Dialect::Llvm,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Assemble a text program into bytecode.
+    Asm {
+        file: PathBuf,
+        /// Output file (`-` for stdout); defaults to FILE with extension .bin.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Input dialect; guessed from the text when not given.
+        #[arg(long, value_enum)]
+        dialect: Option<DialectArg>,
+    },
+    /// Disassemble bytecode (or assembly) into text.
+    Disasm {
+        file: PathBuf,
+        /// Output dialect.
+        #[arg(long, value_enum, default_value = "llvm")]
+        dialect: DialectArg,
+        /// Show slot numbers and raw bytes.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Run a program (bytecode or assembly) in the VM: r1 points to the
+    /// memory, r2 holds its length.
+    Run {
+        file: PathBuf,
+        /// File of hex bytes to pass as memory.
+        #[arg(long, conflicts_with = "mem_hex")]
+        mem: Option<PathBuf>,
+        /// Hex bytes to pass as memory, e.g. "aa bb 01 02".
+        #[arg(long)]
+        mem_hex: Option<String>,
+        /// Dialect of an assembly file; guessed when not given.
+        #[arg(long, value_enum)]
+        dialect: Option<DialectArg>,
+        /// Stop after this many instructions.
+        #[arg(long, default_value_t = bpfkit_vm::DEFAULT_BUDGET)]
+        budget: u64,
+        /// Print the memory after the run.
+        #[arg(long)]
+        dump_mem: bool,
+    },
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("bpfkit: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Asm {
+            file,
+            output,
+            dialect,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("{}: cannot read", file.display()))?;
+            let dialect = dialect
+                .map(Dialect::from)
+                .unwrap_or_else(|| bpfkit_cli::guess_dialect(&text));
+            let slots = assemble(&text, dialect)
+                .map_err(|e| anyhow::anyhow!("{}:{}: {}", file.display(), e.line, e.message))?;
+            let bytes = slots_to_bytes(&slots);
+            let out = output.unwrap_or_else(|| file.with_extension("bin"));
+            if out == Path::new("-") {
+                std::io::stdout().write_all(&bytes)?;
+            } else {
+                std::fs::write(&out, &bytes)
+                    .with_context(|| format!("{}: cannot write", out.display()))?;
+                eprintln!("{}: {} instructions slots", out.display(), slots.len());
+            }
+        }
+        Command::Disasm { file, dialect, raw } => {
+            let slots = read_program(&file, None)?;
+            if raw {
+                print!("{}", disasm::listing(&slots, dialect.into()));
+            } else {
+                let text = disasm::disassemble(&slots, dialect.into())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                print!("{text}");
+            }
+        }
+        Command::Run {
+            file,
+            mem,
+            mem_hex,
+            dialect,
+            budget,
+            dump_mem,
+        } => {
+            let slots = read_program(&file, dialect.map(Dialect::from))?;
+            let mut memory = match (mem, mem_hex) {
+                (Some(p), _) => {
+                    let t = std::fs::read_to_string(&p)
+                        .with_context(|| format!("{}: cannot read", p.display()))?;
+                    parse_hex(&t).with_context(|| format!("{}", p.display()))?
+                }
+                (None, Some(h)) => parse_hex(&h).context("--mem-hex")?,
+                (None, None) => Vec::new(),
+            };
+            let prog =
+                Program::new(&slots).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let helpers = bpfkit_vm::helpers::conformance();
+            let mut vm = Interpreter::new(&prog, &helpers)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            vm.set_budget(budget);
+            let start = Instant::now();
+            let out = vm.run(&mut memory);
+            let elapsed = start.elapsed();
+            match out {
+                Ok(o) => {
+                    println!("r0 = {:#x} ({})", o.r0, o.r0 as i64);
+                    println!("instructions executed: {}", o.insns);
+                    println!("time: {elapsed:?}");
+                    if dump_mem && !memory.is_empty() {
+                        let hex: Vec<String> = memory.iter().map(|b| format!("{b:02x}")).collect();
+                        println!("memory: {}", hex.join(" "));
+                    }
+                }
+                Err(e) => bail!("{}: {e}", file.display()),
+            }
+        }
+    }
+    Ok(())
+}
