@@ -34,7 +34,9 @@ pub enum DecodeErrorKind {
     JumpIntoLddw { target: usize },
     #[error("r10 is the read-only frame pointer and cannot be written")]
     WriteToFramePointer,
-    #[error("execution can fall off the end of the program (last instruction is not exit or jump)")]
+    #[error(
+        "execution can fall off the end of the program (last instruction is not exit or jump)"
+    )]
     FallsOffEnd,
 }
 

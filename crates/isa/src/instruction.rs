@@ -126,6 +126,8 @@ pub enum Instruction {
         src: Reg,
         off: i16,
     },
+    /// `dst + off` is the address and `src` the operand, except for
+    /// load-acquire, which the kernel encodes as `dst = *(src + off)`.
     Atomic {
         size: Size,
         op: AtomicOp,
@@ -191,9 +193,10 @@ impl Instruction {
             | Instruction::Endian { dst, .. }
             | Instruction::LoadImm64 { dst, .. }
             | Instruction::Load { dst, .. } => Some(dst),
-            Instruction::Atomic { op, src, .. } => match op {
+            Instruction::Atomic { op, dst, src, .. } => match op {
                 AtomicOp::CmpXchg => Some(Reg::R0),
-                AtomicOp::LoadAcquire => Some(src),
+                // The kernel encoding: dst = load_acquire(src + off).
+                AtomicOp::LoadAcquire => Some(dst),
                 o if o.fetches() => Some(src),
                 _ => None,
             },
@@ -471,16 +474,25 @@ impl Instruction {
         };
         let width_class = |w: Width, c64: u8, c32: u8| if w == Width::W64 { c64 } else { c32 };
         match *self {
-            Instruction::Alu { width, op, dst, src } => {
+            Instruction::Alu {
+                width,
+                op,
+                dst,
+                src,
+            } => {
                 let cls = width_class(width, class::ALU64, class::ALU);
                 match src {
                     Source::Reg(s) => one(cls | op.code() | SRC_X, dst, s.num(), op.off(), 0),
                     Source::Imm(i) => one(cls | op.code(), dst, 0, op.off(), i),
                 }
             }
-            Instruction::Neg { width, dst } => {
-                one(width_class(width, class::ALU64, class::ALU) | op::NEG, dst, 0, 0, 0)
-            }
+            Instruction::Neg { width, dst } => one(
+                width_class(width, class::ALU64, class::ALU) | op::NEG,
+                dst,
+                0,
+                0,
+                0,
+            ),
             Instruction::Endian { order, bits, dst } => {
                 let code = match order {
                     ByteOrder::ToLe => class::ALU | op::END,
@@ -501,9 +513,13 @@ impl Instruction {
             ]),
             Instruction::LoadPacket { mode: m, size, imm } => match m {
                 PacketMode::Abs => one(class::LD | mode::ABS | size.code(), Reg::R0, 0, 0, imm),
-                PacketMode::Ind(r) => {
-                    one(class::LD | mode::IND | size.code(), Reg::R0, r.num(), 0, imm)
-                }
+                PacketMode::Ind(r) => one(
+                    class::LD | mode::IND | size.code(),
+                    Reg::R0,
+                    r.num(),
+                    0,
+                    imm,
+                ),
             },
             Instruction::Load {
                 size,
@@ -515,12 +531,18 @@ impl Instruction {
                 let m = if signed { mode::MEMSX } else { mode::MEM };
                 one(class::LDX | m | size.code(), dst, src.num(), off, 0)
             }
-            Instruction::StoreImm { size, dst, off, imm } => {
-                one(class::ST | mode::MEM | size.code(), dst, 0, off, imm)
-            }
-            Instruction::Store { size, dst, src, off } => {
-                one(class::STX | mode::MEM | size.code(), dst, src.num(), off, 0)
-            }
+            Instruction::StoreImm {
+                size,
+                dst,
+                off,
+                imm,
+            } => one(class::ST | mode::MEM | size.code(), dst, 0, off, imm),
+            Instruction::Store {
+                size,
+                dst,
+                src,
+                off,
+            } => one(class::STX | mode::MEM | size.code(), dst, src.num(), off, 0),
             Instruction::Atomic {
                 size,
                 op,

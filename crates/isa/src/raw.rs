@@ -17,7 +17,13 @@ impl RawInsn {
     pub const SIZE: usize = 8;
 
     pub const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Self {
-        RawInsn { code, dst, src, off, imm }
+        RawInsn {
+            code,
+            dst,
+            src,
+            off,
+            imm,
+        }
     }
 
     pub fn from_bytes(b: [u8; 8]) -> Self {
@@ -69,7 +75,7 @@ impl std::fmt::Debug for RawInsn {
 /// Splits a byte buffer into instruction slots. The length must be a multiple
 /// of eight.
 pub fn slots_from_bytes(bytes: &[u8]) -> Result<Vec<RawInsn>, crate::DecodeError> {
-    if bytes.len() % RawInsn::SIZE != 0 {
+    if !bytes.len().is_multiple_of(RawInsn::SIZE) {
         return Err(crate::DecodeError::new(
             bytes.len() / RawInsn::SIZE,
             crate::DecodeErrorKind::TruncatedProgram { len: bytes.len() },

@@ -144,10 +144,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Parsed, TestFileError> {
     let result = if result_text.is_empty() {
         None
     } else {
-        Some(
-            parse_u64(&result_text)
-                .ok_or_else(|| fmt(0, format!("bad result `{result_text}`")))?,
-        )
+        Some(parse_u64(&result_text).ok_or_else(|| fmt(0, format!("bad result `{result_text}`")))?)
     };
     Ok(Parsed::Test(TestVector {
         name: path

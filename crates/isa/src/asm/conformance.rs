@@ -122,12 +122,13 @@ pub fn parse(line: &str) -> Result<Parsed, String> {
     }
     if let Some(p) = mnemonic.strip_prefix("ldacq") {
         want(2)?;
+        // The kernel encoding: dst = load_acquire(src + off).
         let (src, off) = mem(ops[1])?;
         return plain(Instruction::Atomic {
             size: size(p, mnemonic)?,
             op: AtomicOp::LoadAcquire,
-            dst: src,
-            src: reg(ops[0])?,
+            dst: reg(ops[0])?,
+            src,
             off,
         });
     }
@@ -282,11 +283,17 @@ fn parse_lock(ops: &[&str]) -> Result<Parsed, String> {
     let op = AtomicOp::ALL
         .iter()
         .copied()
-        .find(|o| o.mnemonic() == name && !matches!(o, AtomicOp::LoadAcquire | AtomicOp::StoreRelease))
+        .find(|o| {
+            o.mnemonic() == name && !matches!(o, AtomicOp::LoadAcquire | AtomicOp::StoreRelease)
+        })
         .ok_or_else(|| format!("unknown atomic operation `{name}`"))?;
     let (dst, off) = mem(memop)?;
     Ok(Parsed::plain(Instruction::Atomic {
-        size: if width == Width::W32 { Size::W } else { Size::DW },
+        size: if width == Width::W32 {
+            Size::W
+        } else {
+            Size::DW
+        },
         op,
         dst,
         src: reg(srcop)?,

@@ -108,12 +108,10 @@ pub fn assemble(text: &str, dialect: Dialect) -> Result<Vec<RawInsn>, AsmError> 
 }
 
 fn set_branch_offset(insn: &mut Instruction, rel: i64) -> Result<(), String> {
-    let off16 = || {
-        i16::try_from(rel).map_err(|_| format!("jump offset {rel} does not fit in 16 bits"))
-    };
-    let imm32 = || {
-        i32::try_from(rel).map_err(|_| format!("jump offset {rel} does not fit in 32 bits"))
-    };
+    let off16 =
+        || i16::try_from(rel).map_err(|_| format!("jump offset {rel} does not fit in 16 bits"));
+    let imm32 =
+        || i32::try_from(rel).map_err(|_| format!("jump offset {rel} does not fit in 32 bits"));
     match insn {
         Instruction::Ja { off } | Instruction::Jump { off, .. } => *off = off16()?,
         Instruction::JaLong { imm } | Instruction::Call { imm, .. } => *imm = imm32()?,
@@ -125,11 +123,19 @@ fn set_branch_offset(insn: &mut Instruction, rel: i64) -> Result<(), String> {
 fn strip_comment(line: &str, dialect: Dialect) -> &str {
     let cut = match dialect {
         Dialect::Conformance => line.find('#'),
-        // llvm-objdump and C-style comments; `;` starts a comment in LLVM asm.
-        Dialect::Llvm => [line.find(';'), line.find("//"), line.find('#')]
-            .into_iter()
-            .flatten()
-            .min(),
+        // `;` starts objdump -S source lines and verifier-log register state,
+        // `//` C comments, `#` LLVM comments but only after white space: the
+        // verifier log prints `call bpf_map_lookup_elem#1`.
+        Dialect::Llvm => [
+            line.find(';'),
+            line.find("//"),
+            line.char_indices()
+                .find(|&(i, c)| c == '#' && (i == 0 || line[..i].ends_with(char::is_whitespace)))
+                .map(|(i, _)| i),
+        ]
+        .into_iter()
+        .flatten()
+        .min(),
     };
     match cut {
         Some(i) => &line[..i],

@@ -1,6 +1,4 @@
-use crate::{
-    AtomicOp, ByteOrder, CallKind, Instruction, PacketMode, Pseudo, Size, Source, Width,
-};
+use crate::{AtomicOp, ByteOrder, CallKind, Instruction, PacketMode, Pseudo, Size, Source, Width};
 
 fn mem(r: crate::Reg, off: i16) -> String {
     if off < 0 {
@@ -28,7 +26,12 @@ fn src(s: Source) -> String {
 pub fn format(insn: &Instruction) -> String {
     let w = |width: Width| if width == Width::W32 { "32" } else { "" };
     match *insn {
-        Instruction::Alu { width, op, dst, src: s } => {
+        Instruction::Alu {
+            width,
+            op,
+            dst,
+            src: s,
+        } => {
             // Sign-extending moves always carry their width so the source size
             // and the destination size read together (movsx832, movsx1664).
             let suffix = match (op.takes_imm(), width) {
@@ -76,10 +79,20 @@ pub fn format(insn: &Instruction) -> String {
             dst.num(),
             mem(s, off)
         ),
-        Instruction::StoreImm { size, dst, off, imm } => {
+        Instruction::StoreImm {
+            size,
+            dst,
+            off,
+            imm,
+        } => {
             format!("st{} {}, {imm}", size.suffix(), mem(dst, off))
         }
-        Instruction::Store { size, dst, src: s, off } => {
+        Instruction::Store {
+            size,
+            dst,
+            src: s,
+            off,
+        } => {
             format!("stx{} {}, %r{}", size.suffix(), mem(dst, off), s.num())
         }
         Instruction::Atomic {
@@ -90,7 +103,7 @@ pub fn format(insn: &Instruction) -> String {
             off,
         } => match op {
             AtomicOp::LoadAcquire => {
-                format!("ldacq{} %r{}, {}", size.suffix(), s.num(), mem(dst, off))
+                format!("ldacq{} %r{}, {}", size.suffix(), dst.num(), mem(s, off))
             }
             AtomicOp::StoreRelease => {
                 format!("strel{} {}, %r{}", size.suffix(), mem(dst, off), s.num())

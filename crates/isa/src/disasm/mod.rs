@@ -52,7 +52,12 @@ pub fn listing(slots: &[RawInsn], dialect: Dialect) -> String {
                 pc += insn.slots();
             }
             Err(e) => {
-                let _ = writeln!(out, "{pc:>6}:\t{}\t<invalid: {}>", bytes(&slots[pc]), e.kind);
+                let _ = writeln!(
+                    out,
+                    "{pc:>6}:\t{}\t<invalid: {}>",
+                    bytes(&slots[pc]),
+                    e.kind
+                );
                 pc += 1;
             }
         }
