@@ -29,13 +29,38 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>> {
 }
 
 /// Guesses the dialect of assembly text: `%r` registers mean the conformance
-/// dialect.
+/// dialect; assignments and `goto` the LLVM one.
 pub fn guess_dialect(text: &str) -> Dialect {
     if text.contains("%r") {
         Dialect::Conformance
-    } else {
+    } else if text.contains('=') || text.contains("goto") {
         Dialect::Llvm
+    } else {
+        Dialect::Conformance
     }
+}
+
+/// Assembles text from `path` in the given dialect, or else in the guessed
+/// one, falling back to the other dialect when only that one accepts it.
+/// Errors name the file and line.
+pub fn assemble_file(path: &Path, text: &str, dialect: Option<Dialect>) -> Result<Vec<RawInsn>> {
+    let located = |e: bpfkit_isa::asm::AsmError| {
+        anyhow::anyhow!("{}:{}: {}", path.display(), e.line, e.message)
+    };
+    if let Some(d) = dialect {
+        return assemble(text, d).map_err(located);
+    }
+    let guess = guess_dialect(text);
+    let other = match guess {
+        Dialect::Llvm => Dialect::Conformance,
+        Dialect::Conformance => Dialect::Llvm,
+    };
+    // When neither dialect accepts the text, report the one that got further.
+    assemble(text, guess)
+        .or_else(|e| {
+            assemble(text, other).map_err(|o| if o.line > e.line { o } else { e })
+        })
+        .map_err(located)
 }
 
 /// Whether a file holds assembly text rather than bytecode: by extension,
@@ -60,8 +85,7 @@ pub fn read_program(path: &Path, dialect: Option<Dialect>) -> Result<Vec<RawInsn
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     if looks_like_assembly(path, &bytes) {
         let text = String::from_utf8(bytes).expect("checked UTF-8");
-        let dialect = dialect.unwrap_or_else(|| guess_dialect(&text));
-        assemble(&text, dialect).map_err(|e| anyhow::anyhow!("{}:{}: {}", path.display(), e.line, e.message))
+        assemble_file(path, &text, dialect)
     } else {
         slots_from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.kind))
     }

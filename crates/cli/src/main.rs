@@ -1,6 +1,6 @@
 use anyhow::{bail, Context, Result};
 use bpfkit_cli::{parse_hex, read_program};
-use bpfkit_isa::{asm::assemble, disasm, slots_to_bytes, Dialect};
+use bpfkit_isa::{disasm, slots_to_bytes, Dialect};
 use bpfkit_vm::{Interpreter, Program};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
@@ -92,11 +92,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("{}: cannot read", file.display()))?;
-            let dialect = dialect
-                .map(Dialect::from)
-                .unwrap_or_else(|| bpfkit_cli::guess_dialect(&text));
-            let slots = assemble(&text, dialect)
-                .map_err(|e| anyhow::anyhow!("{}:{}: {}", file.display(), e.line, e.message))?;
+            let slots = bpfkit_cli::assemble_file(&file, &text, dialect.map(Dialect::from))?;
             let bytes = slots_to_bytes(&slots);
             let out = output.unwrap_or_else(|| file.with_extension("bin"));
             if out == Path::new("-") {

@@ -25,7 +25,13 @@ pub(crate) fn execute(
     };
     let aop = AtomicOp::from_imm(op.imm as i32).expect("validated atomic op");
     let write = aop != AtomicOp::LoadAcquire;
-    let addr = regs[d].wrapping_add(op.off as i64 as u64);
+    // Load-acquire reads like LDX (`dst = load_acquire(src + off)`); every
+    // other form addresses memory through dst like STX.
+    let base = if write { regs[d] } else { regs[s] };
+    let addr = base.wrapping_add(op.off as i64 as u64);
+    if addr % size as u64 != 0 {
+        return Err(VmError::MisalignedAtomic { pc, addr, size });
+    }
     let p = regions
         .translate(addr, size, write)
         .ok_or(VmError::OutOfBounds {
@@ -34,15 +40,12 @@ pub(crate) fn execute(
             size,
             write,
         })?;
-    if addr % size as u64 != 0 {
-        return Err(VmError::MisalignedAtomic { pc, addr, size });
-    }
     // SAFETY (all casts below): translate checked the range lies in a live
     // region and the address is aligned to the access size; the program's
     // memory is only touched through raw pointers while it runs.
     match aop {
         AtomicOp::LoadAcquire => {
-            regs[s] = unsafe {
+            regs[d] = unsafe {
                 match size {
                     1 => AtomicU8::from_ptr(p).load(SeqCst) as u64,
                     2 => AtomicU16::from_ptr(p.cast()).load(SeqCst) as u64,
