@@ -100,7 +100,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 std::fs::write(&out, &bytes)
                     .with_context(|| format!("{}: cannot write", out.display()))?;
-                eprintln!("{}: {} instructions slots", out.display(), slots.len());
+                eprintln!("{}: {} instruction slots", out.display(), slots.len());
             }
         }
         Command::Disasm { file, dialect, raw } => {

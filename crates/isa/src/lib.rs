@@ -9,6 +9,7 @@
 pub mod asm;
 pub mod disasm;
 mod error;
+pub mod gen;
 mod instruction;
 pub mod opcode;
 mod program;
