@@ -28,7 +28,7 @@ pub(crate) fn execute(
     // Load-acquire reads like LDX (`dst = load_acquire(src + off)`); every
     // other form addresses memory through dst like STX.
     let base = if write { regs[d] } else { regs[s] };
-    let addr = base.wrapping_add(op.off as i64 as u64);
+    let addr = base.wrapping_add(op.aux as i64 as u64);
     if addr % size as u64 != 0 {
         return Err(VmError::MisalignedAtomic { pc, addr, size });
     }

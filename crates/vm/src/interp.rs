@@ -18,9 +18,11 @@ pub struct Outcome {
     pub insns: u64,
 }
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Frame {
-    ret: usize,
+    ret: *const Op,
+    /// Instruction index of the return point, for the count.
+    ret_idx: i64,
     saved: [u64; 4],
 }
 
@@ -88,16 +90,26 @@ impl<'p> Interpreter<'p> {
         let mut regs = [0u64; 16];
         regs[1..6].copy_from_slice(&args);
         regs[10] = stack_base + (FRAME_SIZE * MAX_FRAMES) as u64;
-        let mut frames = [Frame::default(); MAX_FRAMES];
+        let mut frames = [Frame {
+            ret: std::ptr::null(),
+            ret_idx: 0,
+            saved: [0; 4],
+        }; MAX_FRAMES];
         let mut depth = 0usize;
-        let mut pc = 0usize;
-        let mut count = 0u64;
-        let budget = self.budget;
+        // Executed instructions, counted at control transfers only: each op
+        // that ends a straight-line run carries the count bookkeeping (see
+        // `program::lower`). Between transfers `count` lags the true count by
+        // the index of the run's first instruction, so the budget, checked on
+        // backward jumps and calls, holds to within one program length.
+        let mut count: i64 = 0;
+        let budget = self.budget.min(i64::MAX as u64) as i64;
+        let base: *const Op = ops.as_ptr();
+        let mut ip = base;
 
         macro_rules! oob {
-            ($cur:expr, $addr:expr, $size:expr, $write:expr) => {
+            ($addr:expr, $size:expr, $write:expr) => {
                 return Err(VmError::OutOfBounds {
-                    pc: $cur,
+                    pc: cur!(),
                     addr: $addr,
                     size: $size,
                     write: $write,
@@ -105,16 +117,43 @@ impl<'p> Interpreter<'p> {
             };
         }
 
+        // The slot index of the executing op (for errors: off the hot path).
+        macro_rules! cur {
+            // SAFETY: ip points one past the executing op, inside `ops`.
+            () => {
+                unsafe { ip.offset_from(base) as usize - 1 }
+            };
+        }
+        macro_rules! goto {
+            // SAFETY: validated targets are indices inside `ops`.
+            ($t:expr) => {
+                ip = unsafe { base.add($t as usize) }
+            };
+        }
+        macro_rules! budget_check {
+            () => {
+                if count >= budget {
+                    return Err(VmError::BudgetExhausted {
+                        pc: cur!(),
+                        budget: budget as u64,
+                    });
+                }
+            };
+        }
+
         loop {
-            // SAFETY: validation guarantees every jump target is a valid index
+            // SAFETY: validation guarantees every jump target is an op index
             // and the last instruction cannot fall through; `ops` ends with an
-            // `Unreachable` sentinel, so `pc <= len` always holds.
-            let op = unsafe { *ops.get_unchecked(pc) };
-            let cur = pc;
-            pc += 1;
-            count += 1;
-            let d = (op.dst & 15) as usize;
-            let s = (op.src & 15) as usize;
+            // `Unreachable` sentinel, so `ip` never leaves `ops`.
+            let op = unsafe { &*ip };
+            ip = unsafe { ip.add(1) };
+            let d = op.dst as usize;
+            let s = op.src as usize;
+            // SAFETY: ops are built from `Reg`s, which are at most 10.
+            unsafe {
+                std::hint::assert_unchecked(d < 11);
+                std::hint::assert_unchecked(s < 11);
+            }
 
             macro_rules! alu64 {
                 (|$a:ident, $b:ident| $e:expr, $b_val:expr) => {{
@@ -133,37 +172,39 @@ impl<'p> Interpreter<'p> {
             macro_rules! jump {
                 ($cond:expr) => {{
                     if $cond {
-                        let t = op.target as usize;
-                        if t <= cur && count >= budget {
-                            return Err(VmError::BudgetExhausted { pc: cur, budget });
+                        let delta = op.hi() as i64;
+                        count += delta;
+                        // A positive delta means the target is not ahead.
+                        if delta > 0 {
+                            budget_check!();
                         }
-                        pc = t;
+                        goto!(op.aux);
                     }
                 }};
             }
             macro_rules! load {
                 ($ty:ty) => {{
-                    let addr = regs[s].wrapping_add(op.off as i64 as u64);
+                    let addr = regs[s].wrapping_add(op.aux as i64 as u64);
                     match self
                         .regions
                         .translate(addr, std::mem::size_of::<$ty>(), false)
                     {
                         // SAFETY: translate checked the range lies in a live region.
                         Some(p) => unsafe { p.cast::<$ty>().read_unaligned() },
-                        None => oob!(cur, addr, std::mem::size_of::<$ty>(), false),
+                        None => oob!(addr, std::mem::size_of::<$ty>(), false),
                     }
                 }};
             }
             macro_rules! store {
                 ($ty:ty, $val:expr) => {{
-                    let addr = regs[d].wrapping_add(op.off as i64 as u64);
+                    let addr = regs[d].wrapping_add(op.aux as i64 as u64);
                     match self
                         .regions
                         .translate(addr, std::mem::size_of::<$ty>(), true)
                     {
                         // SAFETY: translate checked the range lies in a live writable region.
                         Some(p) => unsafe { p.cast::<$ty>().write_unaligned($val as $ty) },
-                        None => oob!(cur, addr, std::mem::size_of::<$ty>(), true),
+                        None => oob!(addr, std::mem::size_of::<$ty>(), true),
                     }
                 }};
             }
@@ -174,7 +215,7 @@ impl<'p> Interpreter<'p> {
                     let rel = regs[10] - stack_base;
                     // SAFETY: rel is a frame top within the stack and
                     // -FRAME_SIZE <= off, off + size <= 0 (checked in lowering).
-                    unsafe { stack_ptr.add(rel as usize).offset(op.off as isize) }
+                    unsafe { stack_ptr.add(rel as usize).offset(op.aux as isize) }
                 }};
             }
             macro_rules! fp_load {
@@ -265,7 +306,9 @@ impl<'p> Interpreter<'p> {
                 Nop => {}
                 LdImm64 => {
                     regs[d] = op.imm;
-                    pc += 1;
+                    // SAFETY: skips LDDW's second slot, which validation
+                    // guarantees exists.
+                    ip = unsafe { ip.add(1) };
                 }
                 LdAbsB | LdAbsH | LdAbsW | LdIndB | LdIndH | LdIndW => {
                     let size: u64 = match op.kind {
@@ -273,24 +316,24 @@ impl<'p> Interpreter<'p> {
                         LdAbsH | LdIndH => 2,
                         _ => 4,
                     };
-                    let base = if matches!(op.kind, LdIndB | LdIndH | LdIndW) {
+                    let ind = if matches!(op.kind, LdIndB | LdIndH | LdIndW) {
                         regs[s] as u32 as i32 as i64
                     } else {
                         0
                     };
-                    let off = base + op.imm as i64;
+                    let off = ind + op.lo() as i64;
                     // Like the kernel: an access outside the packet ends the
                     // program with r0 = 0.
                     if off < 0 || off as u64 + size > packet.1 {
                         return Ok(Outcome {
                             r0: 0,
-                            insns: count,
+                            insns: (count + op.hi() as i64) as u64,
                         });
                     }
                     let addr = packet.0 + off as u64;
                     let p = match self.regions.translate(addr, size as usize, false) {
                         Some(p) => p,
-                        None => oob!(cur, addr, size as usize, false),
+                        None => oob!(addr, size as usize, false),
                     };
                     // SAFETY: translate checked the range.
                     regs[0] = unsafe {
@@ -333,20 +376,20 @@ impl<'p> Interpreter<'p> {
                 FpStxDW => fp_store!(u64, regs[s]),
                 Atomic32 | Atomic64 | AtomicLoadB | AtomicLoadH | AtomicLoadW | AtomicLoadDW
                 | AtomicStoreB | AtomicStoreH | AtomicStoreW | AtomicStoreDW => {
-                    crate::atomic::execute(&self.regions, &op, cur, &mut regs)?
+                    crate::atomic::execute(&self.regions, op, cur!(), &mut regs)?
                 }
                 Ja => jump!(true),
-                Jeq64I => jump!(regs[d] == op.imm),
-                Jgt64I => jump!(regs[d] > op.imm),
-                Jge64I => jump!(regs[d] >= op.imm),
-                Jset64I => jump!(regs[d] & op.imm != 0),
-                Jne64I => jump!(regs[d] != op.imm),
-                Jsgt64I => jump!((regs[d] as i64) > op.imm as i64),
-                Jsge64I => jump!((regs[d] as i64) >= op.imm as i64),
-                Jlt64I => jump!(regs[d] < op.imm),
-                Jle64I => jump!(regs[d] <= op.imm),
-                Jslt64I => jump!((regs[d] as i64) < op.imm as i64),
-                Jsle64I => jump!((regs[d] as i64) <= op.imm as i64),
+                Jeq64I => jump!(regs[d] == (op.lo() as i64 as u64)),
+                Jgt64I => jump!(regs[d] > (op.lo() as i64 as u64)),
+                Jge64I => jump!(regs[d] >= (op.lo() as i64 as u64)),
+                Jset64I => jump!(regs[d] & (op.lo() as i64 as u64) != 0),
+                Jne64I => jump!(regs[d] != (op.lo() as i64 as u64)),
+                Jsgt64I => jump!((regs[d] as i64) > op.lo() as i64),
+                Jsge64I => jump!((regs[d] as i64) >= op.lo() as i64),
+                Jlt64I => jump!(regs[d] < (op.lo() as i64 as u64)),
+                Jle64I => jump!(regs[d] <= (op.lo() as i64 as u64)),
+                Jslt64I => jump!((regs[d] as i64) < op.lo() as i64),
+                Jsle64I => jump!((regs[d] as i64) <= op.lo() as i64),
                 Jeq64R => jump!(regs[d] == regs[s]),
                 Jgt64R => jump!(regs[d] > regs[s]),
                 Jge64R => jump!(regs[d] >= regs[s]),
@@ -358,17 +401,17 @@ impl<'p> Interpreter<'p> {
                 Jle64R => jump!(regs[d] <= regs[s]),
                 Jslt64R => jump!((regs[d] as i64) < regs[s] as i64),
                 Jsle64R => jump!((regs[d] as i64) <= regs[s] as i64),
-                Jeq32I => jump!(regs[d] as u32 == op.imm as u32),
-                Jgt32I => jump!(regs[d] as u32 > op.imm as u32),
-                Jge32I => jump!(regs[d] as u32 >= op.imm as u32),
-                Jset32I => jump!(regs[d] as u32 & op.imm as u32 != 0),
-                Jne32I => jump!(regs[d] as u32 != op.imm as u32),
-                Jsgt32I => jump!((regs[d] as i32) > op.imm as i32),
-                Jsge32I => jump!((regs[d] as i32) >= op.imm as i32),
-                Jlt32I => jump!((regs[d] as u32) < op.imm as u32),
-                Jle32I => jump!(regs[d] as u32 <= op.imm as u32),
-                Jslt32I => jump!((regs[d] as i32) < op.imm as i32),
-                Jsle32I => jump!((regs[d] as i32) <= op.imm as i32),
+                Jeq32I => jump!(regs[d] as u32 == op.lo() as u32),
+                Jgt32I => jump!(regs[d] as u32 > op.lo() as u32),
+                Jge32I => jump!(regs[d] as u32 >= op.lo() as u32),
+                Jset32I => jump!(regs[d] as u32 & op.lo() as u32 != 0),
+                Jne32I => jump!(regs[d] as u32 != op.lo() as u32),
+                Jsgt32I => jump!((regs[d] as i32) > op.lo()),
+                Jsge32I => jump!((regs[d] as i32) >= op.lo()),
+                Jlt32I => jump!((regs[d] as u32) < op.lo() as u32),
+                Jle32I => jump!(regs[d] as u32 <= op.lo() as u32),
+                Jslt32I => jump!((regs[d] as i32) < op.lo()),
+                Jsle32I => jump!((regs[d] as i32) <= op.lo()),
                 Jeq32R => jump!(regs[d] as u32 == regs[s] as u32),
                 Jgt32R => jump!(regs[d] as u32 > regs[s] as u32),
                 Jge32R => jump!(regs[d] as u32 >= regs[s] as u32),
@@ -381,69 +424,79 @@ impl<'p> Interpreter<'p> {
                 Jslt32R => jump!((regs[d] as i32) < regs[s] as i32),
                 Jsle32R => jump!((regs[d] as i32) <= regs[s] as i32),
                 Call | CallReg => {
-                    let id = if op.kind == Call { op.imm } else { regs[d] };
+                    let id = if op.kind == Call {
+                        op.lo() as u32 as u64
+                    } else {
+                        regs[d]
+                    };
                     let f: &HelperFn = match self.helpers.get(id as usize) {
                         Some(Some(f)) => &**f,
                         _ => match u32::try_from(id).ok().and_then(|i| self.sparse.get(i)) {
                             Some(h) => &*h.func,
-                            None => return Err(VmError::UnknownHelper { pc: cur, id }),
+                            None => return Err(VmError::UnknownHelper { pc: cur!(), id }),
                         },
                     };
                     let mut ctx = HelperContext {
                         regions: &mut self.regions,
                     };
+                    let executed = count + op.hi() as i64;
                     match f(&mut ctx, [regs[1], regs[2], regs[3], regs[4], regs[5]]) {
                         Ok(v) => regs[0] = v,
                         Err(HelperError::Exit(v)) => {
                             return Ok(Outcome {
                                 r0: v,
-                                insns: count,
+                                insns: executed as u64,
                             })
                         }
                         Err(HelperError::Failed(message)) => {
                             return Err(VmError::Helper {
-                                pc: cur,
+                                pc: cur!(),
                                 id: id as u32,
                                 message,
                             })
                         }
                     }
-                    if count >= budget {
-                        return Err(VmError::BudgetExhausted { pc: cur, budget });
+                    if executed >= budget {
+                        return Err(VmError::BudgetExhausted {
+                            pc: cur!(),
+                            budget: budget as u64,
+                        });
                     }
                 }
                 CallLocal => {
                     if depth + 1 >= MAX_FRAMES {
                         return Err(VmError::CallDepth {
-                            pc: cur,
+                            pc: cur!(),
                             max: MAX_FRAMES,
                         });
                     }
-                    if count >= budget {
-                        return Err(VmError::BudgetExhausted { pc: cur, budget });
-                    }
+                    count += op.hi() as i64;
+                    budget_check!();
                     frames[depth] = Frame {
-                        ret: pc,
+                        ret: ip,
+                        ret_idx: op.lo() as i64,
                         saved: [regs[6], regs[7], regs[8], regs[9]],
                     };
                     depth += 1;
                     regs[10] -= FRAME_SIZE as u64;
-                    pc = op.target as usize;
+                    goto!(op.aux);
                 }
                 Exit => {
+                    count += op.imm as i64;
                     if depth == 0 {
                         return Ok(Outcome {
                             r0: regs[0],
-                            insns: count,
+                            insns: count as u64,
                         });
                     }
                     depth -= 1;
                     let f = frames[depth];
+                    count -= f.ret_idx;
                     regs[6..10].copy_from_slice(&f.saved);
                     regs[10] += FRAME_SIZE as u64;
-                    pc = f.ret;
+                    ip = f.ret;
                 }
-                Unreachable => unreachable!("validated programs never reach pc {cur}"),
+                Unreachable => unreachable!("validated programs never reach pc {}", cur!()),
             }
         }
     }

@@ -194,16 +194,41 @@ pub(crate) enum Kind {
     Unreachable,
 }
 
-/// A pre-decoded operation. `target` is the absolute index of a jump or local
-/// call target; `off` the memory offset; `imm` the operand, already widened.
+/// A pre-decoded operation, 16 bytes.
+///
+/// `aux` is the memory offset of loads and stores, or the absolute index of a
+/// jump or local-call target. `imm` is the operand, already widened; for
+/// operations that end a straight-line run (jumps, calls, exits, legacy packet
+/// loads) its upper half carries instruction-count bookkeeping instead (see
+/// the interpreter's counting scheme) and the operand sits in the lower half.
 #[derive(Clone, Copy, Debug)]
+#[repr(C)]
 pub(crate) struct Op {
+    pub imm: u64,
+    pub aux: i32,
     pub kind: Kind,
     pub dst: u8,
     pub src: u8,
-    pub off: i16,
-    pub target: u32,
-    pub imm: u64,
+    _pad: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<Op>() == 16);
+
+impl Op {
+    #[inline(always)]
+    pub fn lo(&self) -> i32 {
+        self.imm as i32
+    }
+    #[inline(always)]
+    pub fn hi(&self) -> i32 {
+        (self.imm >> 32) as i32
+    }
+    fn set_hi(&mut self, v: i64) {
+        self.imm = (self.imm & 0xffff_ffff) | ((v as u32 as u64) << 32);
+    }
+    fn set_lo(&mut self, v: i32) {
+        self.imm = (self.imm & !0xffff_ffff) | v as u32 as u64;
+    }
 }
 
 /// A validated, pre-decoded program, ready to run any number of times.
@@ -221,6 +246,13 @@ impl Program {
         let insns = decode_program(slots)?;
         let mut ops = vec![op(Kind::Unreachable); slots.len() + 1];
         let mut helper_calls = Vec::new();
+        let mut idx = vec![0u32; slots.len()];
+        for (i, l) in insns.iter().enumerate() {
+            idx[l.pc] = i as u32;
+            if l.insn.slots() == 2 {
+                idx[l.pc + 1] = i as u32;
+            }
+        }
         for l in &insns {
             if let Instruction::Call {
                 kind: CallKind::Kfunc,
@@ -236,7 +268,7 @@ impl Program {
             {
                 helper_calls.push((l.pc, imm as u32));
             }
-            ops[l.pc] = lower(l.pc, &l.insn);
+            ops[l.pc] = lower(l.pc, &l.insn, &idx);
         }
         Ok(Program {
             ops,
@@ -263,12 +295,12 @@ impl Program {
 
 const fn op(kind: Kind) -> Op {
     Op {
+        imm: 0,
+        aux: 0,
         kind,
         dst: 0,
         src: 0,
-        off: 0,
-        target: 0,
-        imm: 0,
+        _pad: 0,
     }
 }
 
@@ -321,9 +353,19 @@ fn in_frame(off: i16, size: Size) -> bool {
     off >= -(FRAME_SIZE as i64) && off + size.bytes() as i64 <= 0
 }
 
-fn lower(pc: usize, insn: &Instruction) -> Op {
+/// Lowers one instruction. `idx[slot]` is the instruction index of each slot
+/// (slots minus the LDDW second slots before it), for the counting scheme:
+/// an op that ends a straight-line run records `idx(here) + 1`, a jump the
+/// difference `idx(here) + 1 - idx(target)`, so the interpreter can count
+/// executed instructions at control transfers only.
+fn lower(pc: usize, insn: &Instruction, idx: &[u32]) -> Op {
     use Kind::*;
-    let target = |rel: i64| (pc as i64 + 1 + rel) as u32;
+    let here_end = idx[pc] as i64 + 1;
+    let jump_to = |o: &mut Op, insn: &Instruction| {
+        let t = (pc as i64 + 1 + insn.branch_offset().expect("branch")) as usize;
+        o.aux = t as i32;
+        o.set_hi(here_end - idx[t] as i64);
+    };
     let mut o = op(Unreachable);
     match *insn {
         Instruction::Alu {
@@ -378,7 +420,8 @@ fn lower(pc: usize, insn: &Instruction) -> Op {
                 Size::H => (LdAbsH, LdIndH),
                 _ => (LdAbsW, LdIndW),
             };
-            o.imm = imm as i64 as u64;
+            o.set_lo(imm);
+            o.set_hi(here_end);
             match mode {
                 PacketMode::Abs => o.kind = abs,
                 PacketMode::Ind(r) => {
@@ -413,7 +456,7 @@ fn lower(pc: usize, insn: &Instruction) -> Op {
             };
             o.dst = dst.num();
             o.src = src.num();
-            o.off = off;
+            o.aux = off as i32;
         }
         Instruction::StoreImm {
             size,
@@ -433,7 +476,7 @@ fn lower(pc: usize, insn: &Instruction) -> Op {
                 (Size::DW, true) => FpStDW,
             };
             o.dst = dst.num();
-            o.off = off;
+            o.aux = off as i32;
             o.imm = imm as i64 as u64;
         }
         Instruction::Store {
@@ -455,7 +498,7 @@ fn lower(pc: usize, insn: &Instruction) -> Op {
             };
             o.dst = dst.num();
             o.src = src.num();
-            o.off = off;
+            o.aux = off as i32;
         }
         Instruction::Atomic {
             size,
@@ -478,26 +521,21 @@ fn lower(pc: usize, insn: &Instruction) -> Op {
             };
             o.dst = dst.num();
             o.src = src.num();
-            o.off = off;
+            o.aux = off as i32;
             o.imm = aop.imm() as u64;
         }
-        Instruction::Ja { off } => {
+        Instruction::Ja { .. } | Instruction::JaLong { .. } => {
             o.kind = Ja;
-            o.target = target(off as i64);
-        }
-        Instruction::JaLong { imm } => {
-            o.kind = Ja;
-            o.target = target(imm as i64);
+            jump_to(&mut o, insn);
         }
         Instruction::Jump {
             width,
             cond,
             dst,
             src,
-            off,
+            ..
         } => {
             o.dst = dst.num();
-            o.target = target(off as i64);
             match src {
                 Source::Reg(s) => {
                     o.kind = jmp_kind(width, cond, true);
@@ -505,28 +543,32 @@ fn lower(pc: usize, insn: &Instruction) -> Op {
                 }
                 Source::Imm(i) => {
                     o.kind = jmp_kind(width, cond, false);
-                    o.imm = match width {
-                        Width::W64 => i as i64 as u64,
-                        Width::W32 => i as u32 as u64,
-                    };
+                    o.set_lo(i);
                 }
             }
+            jump_to(&mut o, insn);
         }
         Instruction::Call { kind, imm } => match kind {
             CallKind::Local => {
                 o.kind = CallLocal;
-                o.target = target(imm as i64);
+                jump_to(&mut o, insn);
+                o.set_lo(here_end as i32);
             }
             _ => {
                 o.kind = Call;
-                o.imm = imm as u32 as u64;
+                o.set_lo(imm);
+                o.set_hi(here_end);
             }
         },
         Instruction::CallReg { reg } => {
             o.kind = CallReg;
             o.dst = reg.num();
+            o.set_hi(here_end);
         }
-        Instruction::Exit => o.kind = Exit,
+        Instruction::Exit => {
+            o.kind = Exit;
+            o.imm = here_end as u64;
+        }
     }
     o
 }
