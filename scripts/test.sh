@@ -46,4 +46,8 @@ if [ "$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1; then
     mount_if_missing tracefs /sys/kernel/tracing
 fi
 
+# The committed eBPF objects must match their sources.
+bpf/build.sh --check
+
 exec cargo test --workspace --locked "$@"
+
