@@ -13,7 +13,6 @@ fn suite_dir() -> PathBuf {
     }
 }
 
-
 #[test]
 fn all_conformance_vectors_pass() {
     let dir = suite_dir();

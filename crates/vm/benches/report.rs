@@ -1,0 +1,155 @@
+//! Nanoseconds per executed eBPF instruction, bpfkit's interpreter against
+//! rbpf's, as a markdown table (the one BENCHMARKS.md shows).
+//!
+//! `cargo bench -p bpfkit-vm --bench report [-- WORKLOAD...]`
+//!
+//! After a warm-up, each workload is timed in samples of about 10 ms,
+//! alternating between the engines so both see the same machine. A sample is
+//! measured in the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so time the
+//! thread spent descheduled by other work on the machine does not count; the
+//! table shows the best sample's time per run and, in the last column, how
+//! many times faster bpfkit is (rbpf time / bpfkit time). The instruction
+//! count is bpfkit's `Outcome::insns` (LDDW counts once); both engines execute
+//! the same instructions, since program and memory are the same.
+//!
+//! `BPFKIT_BENCH_SAMPLES=N` changes the number of samples per engine (40).
+//! With `BPFKIT_BENCH_DUMP=DIR` it also writes each workload's program
+//! (`NAME.bin`), memory (`NAME.mem`) and expected r0 and instruction count
+//! (`NAME.expect`) to DIR, so other engines can be timed on the same input.
+
+mod common;
+
+use bpfkit_vm::{Helpers, Interpreter, Program};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const WARMUP: Duration = Duration::from_millis(200);
+const SAMPLE_NS: f64 = 10e6;
+
+/// CPU time of the calling thread, in nanoseconds.
+fn thread_ns() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write to.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
+}
+
+/// An engine under measurement: how many runs make a sample, and the best
+/// time per run seen so far.
+struct Timer<F: FnMut() -> u64> {
+    run: F,
+    reps: u64,
+    best: f64,
+}
+
+impl<F: FnMut() -> u64> Timer<F> {
+    fn new(mut run: F) -> Self {
+        let start = Instant::now();
+        let mut runs = 0u64;
+        while start.elapsed() < WARMUP {
+            black_box(run());
+            runs += 1;
+        }
+        let per_run = WARMUP.as_nanos() as f64 / runs as f64;
+        Timer {
+            run,
+            reps: ((SAMPLE_NS / per_run) as u64).max(1),
+            best: f64::INFINITY,
+        }
+    }
+
+    fn sample(&mut self) {
+        let t = thread_ns();
+        for _ in 0..self.reps {
+            black_box((self.run)());
+        }
+        self.best = self.best.min((thread_ns() - t) / self.reps as f64);
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; any other argument picks workloads.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let samples: usize = std::env::var("BPFKIT_BENCH_SAMPLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    let dump = std::env::var_os("BPFKIT_BENCH_DUMP").map(std::path::PathBuf::from);
+    if let Some(d) = &dump {
+        std::fs::create_dir_all(d).expect("create dump directory");
+    }
+
+    println!("| workload | insns/run | bpfkit ns/run | rbpf ns/run | bpfkit ns/insn | rbpf ns/insn | rbpf / bpfkit |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let mut alu_ns_insn = None;
+    let mut slower = Vec::new();
+    for w in common::all() {
+        if !filters.is_empty() && !filters.iter().any(|f| w.name.contains(f.as_str())) {
+            continue;
+        }
+        let insns = common::check(&w);
+        if let Some(d) = &dump {
+            std::fs::write(d.join(format!("{}.bin", w.name)), &w.bytes).unwrap();
+            std::fs::write(d.join(format!("{}.mem", w.name)), &w.mem).unwrap();
+            std::fs::write(
+                d.join(format!("{}.expect", w.name)),
+                format!("{} {}\n", w.expected, insns),
+            )
+            .unwrap();
+        }
+
+        let prog = Program::from_bytes(&w.bytes).unwrap();
+        let mut vm = Interpreter::new(&prog, &Helpers::new()).unwrap();
+        let mut mem_ours = w.mem.clone();
+        let rvm = rbpf::EbpfVmRaw::new(Some(&w.bytes)).unwrap();
+        let mut mem_theirs = w.mem.clone();
+
+        let mut ours = Timer::new(|| vm.run(black_box(&mut mem_ours)).unwrap().r0);
+        let mut theirs = Timer::new(|| rvm.execute_program(black_box(&mut mem_theirs)).unwrap());
+        for _ in 0..samples {
+            ours.sample();
+            theirs.sample();
+        }
+        let (ours, theirs) = (ours.best, theirs.best);
+
+        let n = insns as f64;
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2}x |",
+            w.name,
+            insns,
+            ours,
+            theirs,
+            ours / n,
+            theirs / n,
+            theirs / ours
+        );
+        if w.name == "alu" {
+            alu_ns_insn = Some(ours / n);
+        }
+        if ours >= theirs {
+            slower.push(w.name);
+        }
+    }
+    println!();
+    if let Some(a) = alu_ns_insn {
+        println!(
+            "goal <= 1.5 ns/insn on alu: {} ({a:.2} ns/insn)",
+            if a <= 1.5 { "met" } else { "MISSED" }
+        );
+    }
+    if slower.is_empty() {
+        println!("goal faster than rbpf on every workload: met");
+    } else {
+        println!(
+            "goal faster than rbpf on every workload: MISSED on {}",
+            slower.join(", ")
+        );
+    }
+}
