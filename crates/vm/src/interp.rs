@@ -6,6 +6,9 @@ use crate::program::{Kind, Op, Program, FRAME_SIZE, MAX_FRAMES};
 use crate::{LoadError, VmError};
 use std::sync::Arc;
 
+/// Bytes of stack an interpreter owns: MAX_FRAMES frames.
+const STACK_SIZE: usize = FRAME_SIZE * MAX_FRAMES;
+
 /// The default instruction budget of a run.
 pub const DEFAULT_BUDGET: u64 = 100_000_000;
 
@@ -36,6 +39,9 @@ pub struct Interpreter<'p> {
     stack: Box<[u64]>,
     regions: Regions,
     budget: u64,
+    /// Frames the last run entered: cleared before the next run, so no run
+    /// sees what an earlier one left on the stack.
+    dirty_frames: usize,
 }
 
 impl<'p> Interpreter<'p> {
@@ -51,9 +57,10 @@ impl<'p> Interpreter<'p> {
             prog,
             helpers: helpers.dense(),
             sparse: helpers.clone(),
-            stack: vec![0u64; FRAME_SIZE * MAX_FRAMES / 8].into_boxed_slice(),
+            stack: vec![0u64; STACK_SIZE / 8].into_boxed_slice(),
             regions: Regions::new(),
             budget: DEFAULT_BUDGET,
+            dirty_frames: 0,
         })
     }
 
@@ -70,10 +77,7 @@ impl<'p> Interpreter<'p> {
     /// Runs with `r1` pointing at `mem` (0 when it is empty) and `r2` holding
     /// its length; `mem` is also the packet legacy LD_ABS/LD_IND loads read.
     pub fn run(&mut self, mem: &mut [u8]) -> Result<Outcome, VmError> {
-        self.regions.truncate(0);
-        let stack_len = self.stack.len() * 8;
-        self.regions
-            .add_rw(self.stack.as_mut_ptr().cast::<u8>(), stack_len);
+        self.prepare_stack();
         let len = mem.len();
         let addr = if len == 0 {
             0
@@ -83,13 +87,32 @@ impl<'p> Interpreter<'p> {
         self.execute([addr, len as u64, 0, 0, 0], (addr, len as u64))
     }
 
+    /// Clears the frames the last run used and makes the stack region (always
+    /// region 0) cover frame 0 only: a frame becomes addressable when a call
+    /// enters it, so the cleared frames are all a run can reach.
+    fn prepare_stack(&mut self) {
+        let words = self.stack.len();
+        let dirty = (self.dirty_frames * FRAME_SIZE / 8).min(words);
+        self.stack[words - dirty..].fill(0);
+        self.dirty_frames = 1;
+        self.regions.truncate(0);
+        let top = self.stack.as_mut_ptr().cast::<u8>();
+        // SAFETY: the stack holds MAX_FRAMES frames; frame 0 is the last one.
+        let frame0 = unsafe { top.add(STACK_SIZE - FRAME_SIZE) };
+        self.regions.add_rw(frame0, FRAME_SIZE);
+    }
+
     fn execute(&mut self, args: [u64; 5], packet: (u64, u64)) -> Result<Outcome, VmError> {
         let ops: &[Op] = &self.prog.ops;
         let stack_ptr = self.stack.as_mut_ptr().cast::<u8>();
         let stack_base = stack_ptr.addr() as u64;
         let mut regs = [0u64; 16];
         regs[1..6].copy_from_slice(&args);
-        regs[10] = stack_base + (FRAME_SIZE * MAX_FRAMES) as u64;
+        // Offset of the current frame's top in the stack. Constant-offset frame
+        // accesses use it rather than r10, so they stay inside the stack even
+        // if a bug ever let a program write r10.
+        let mut fp = STACK_SIZE;
+        regs[10] = stack_base + fp as u64;
         let mut frames = [Frame {
             ret: std::ptr::null(),
             ret_idx: 0,
@@ -212,10 +235,9 @@ impl<'p> Interpreter<'p> {
             // time, and r10 always points at the top of a frame in the stack.
             macro_rules! fp_ptr {
                 () => {{
-                    let rel = regs[10] - stack_base;
-                    // SAFETY: rel is a frame top within the stack and
+                    // SAFETY: fp is a frame top within the stack and
                     // -FRAME_SIZE <= off, off + size <= 0 (checked in lowering).
-                    unsafe { stack_ptr.add(rel as usize).offset(op.aux as isize) }
+                    unsafe { stack_ptr.add(fp).offset(op.aux as isize) }
                 }};
             }
             macro_rules! fp_load {
@@ -478,7 +500,11 @@ impl<'p> Interpreter<'p> {
                         saved: [regs[6], regs[7], regs[8], regs[9]],
                     };
                     depth += 1;
-                    regs[10] -= FRAME_SIZE as u64;
+                    fp -= FRAME_SIZE;
+                    regs[10] = stack_base + fp as u64;
+                    self.regions
+                        .set_start(0, stack_base + (fp - FRAME_SIZE) as u64);
+                    self.dirty_frames = self.dirty_frames.max(depth + 1);
                     goto!(op.aux);
                 }
                 Exit => {
@@ -493,7 +519,10 @@ impl<'p> Interpreter<'p> {
                     let f = frames[depth];
                     count -= f.ret_idx;
                     regs[6..10].copy_from_slice(&f.saved);
-                    regs[10] += FRAME_SIZE as u64;
+                    fp += FRAME_SIZE;
+                    regs[10] = stack_base + fp as u64;
+                    self.regions
+                        .set_start(0, stack_base + (fp - FRAME_SIZE) as u64);
                     ip = f.ret;
                 }
                 Unreachable => unreachable!("validated programs never reach pc {}", cur!()),

@@ -62,6 +62,13 @@ impl Regions {
         start
     }
 
+    /// Moves the start of region `i` (the stack grows and shrinks this way as
+    /// frames are entered and left).
+    #[inline(always)]
+    pub(crate) fn set_start(&mut self, i: usize, start: u64) {
+        self.items[i].start = start;
+    }
+
     /// Drops every region after the first `n`.
     pub fn truncate(&mut self, n: usize) {
         self.items.truncate(n);

@@ -128,3 +128,40 @@ fn budget_stops_a_loop_within_one_program_length() {
         }
     );
 }
+
+#[test]
+fn callee_reads_caller_frame_but_dead_frames_are_not_addressable() {
+    // The caller passes a pointer into its own frame; the callee reads it.
+    let src = "stdw [%r10-8], 77\nmov %r1, %r10\nadd %r1, -8\ncall local f\nexit\n\
+               f:\nldxdw %r0, [%r1]\nexit";
+    assert_eq!(run(src).r0, 77);
+    // The callee returns a pointer into its own frame; once it has returned
+    // that frame is gone, and reading through the pointer is out of bounds.
+    let src = "call local f\nldxdw %r0, [%r0]\nexit\n\
+               f:\nstdw [%r10-8], 5\nmov %r0, %r10\nadd %r0, -8\nexit";
+    let slots = assemble(src, Dialect::Conformance).unwrap();
+    let prog = Program::new(&slots).unwrap();
+    let mut vm = Interpreter::new(&prog, &Helpers::new()).unwrap();
+    assert!(matches!(
+        vm.run(&mut []),
+        Err(VmError::OutOfBounds {
+            pc: 1,
+            size: 8,
+            write: false,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn every_run_starts_with_a_zeroed_stack_including_callee_frames() {
+    // Reads frame slots before writing them: the first run sees zeros and
+    // leaves 99s behind; the second must see zeros again.
+    let src = "ldxdw %r6, [%r10-8]\nstdw [%r10-8], 99\ncall local f\nadd %r0, %r6\nexit\n\
+               f:\nldxdw %r0, [%r10-16]\nstdw [%r10-16], 99\nexit";
+    let slots = assemble(src, Dialect::Conformance).unwrap();
+    let prog = Program::new(&slots).unwrap();
+    let mut vm = Interpreter::new(&prog, &Helpers::new()).unwrap();
+    assert_eq!(vm.run(&mut []).unwrap().r0, 0);
+    assert_eq!(vm.run(&mut []).unwrap().r0, 0);
+}

@@ -9,6 +9,10 @@ pub fn parse_int(s: &str) -> Result<i128, String> {
         None => (false, t.strip_prefix('+').unwrap_or(t)),
     };
     let v = if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+        // from_str_radix would accept a sign after the prefix (`0x-5`).
+        if h.starts_with(['+', '-']) {
+            return Err(format!("`{s}` is not a number"));
+        }
         i128::from_str_radix(h, 16)
     } else {
         body.parse::<i128>()
