@@ -347,6 +347,16 @@ fn jmp_kind(width: Width, cond: JmpCond, reg: bool) -> Kind {
     t[(width == Width::W32) as usize * 2 + reg as usize]
 }
 
+/// Picks the kind for an access size from [byte, half, word, double word].
+fn sized(kinds: [Kind; 4], size: Size) -> Kind {
+    kinds[match size {
+        Size::B => 0,
+        Size::H => 1,
+        Size::W => 2,
+        Size::DW => 3,
+    }]
+}
+
 /// Whether `[r10 + off, r10 + off + size)` lies inside the current frame.
 fn in_frame(off: i16, size: Size) -> bool {
     let off = off as i64;
@@ -438,21 +448,11 @@ fn lower(pc: usize, insn: &Instruction, idx: &[u32]) -> Op {
             off,
         } => {
             let fp = src == Reg::R10 && in_frame(off, size);
-            o.kind = match (size, signed, fp) {
-                (Size::B, false, false) => LdxB,
-                (Size::H, false, false) => LdxH,
-                (Size::W, false, false) => LdxW,
-                (Size::DW, _, false) => LdxDW,
-                (Size::B, true, false) => LdxSB,
-                (Size::H, true, false) => LdxSH,
-                (Size::W, true, false) => LdxSW,
-                (Size::B, false, true) => FpLdxB,
-                (Size::H, false, true) => FpLdxH,
-                (Size::W, false, true) => FpLdxW,
-                (Size::DW, _, true) => FpLdxDW,
-                (Size::B, true, true) => FpLdxSB,
-                (Size::H, true, true) => FpLdxSH,
-                (Size::W, true, true) => FpLdxSW,
+            o.kind = match (signed, fp) {
+                (false, false) => sized([LdxB, LdxH, LdxW, LdxDW], size),
+                (true, false) => sized([LdxSB, LdxSH, LdxSW, LdxDW], size),
+                (false, true) => sized([FpLdxB, FpLdxH, FpLdxW, FpLdxDW], size),
+                (true, true) => sized([FpLdxSB, FpLdxSH, FpLdxSW, FpLdxDW], size),
             };
             o.dst = dst.num();
             o.src = src.num();
@@ -464,16 +464,10 @@ fn lower(pc: usize, insn: &Instruction, idx: &[u32]) -> Op {
             off,
             imm,
         } => {
-            let fp = dst == Reg::R10 && in_frame(off, size);
-            o.kind = match (size, fp) {
-                (Size::B, false) => StB,
-                (Size::H, false) => StH,
-                (Size::W, false) => StW,
-                (Size::DW, false) => StDW,
-                (Size::B, true) => FpStB,
-                (Size::H, true) => FpStH,
-                (Size::W, true) => FpStW,
-                (Size::DW, true) => FpStDW,
+            o.kind = if dst == Reg::R10 && in_frame(off, size) {
+                sized([FpStB, FpStH, FpStW, FpStDW], size)
+            } else {
+                sized([StB, StH, StW, StDW], size)
             };
             o.dst = dst.num();
             o.aux = off as i32;
@@ -485,16 +479,10 @@ fn lower(pc: usize, insn: &Instruction, idx: &[u32]) -> Op {
             src,
             off,
         } => {
-            let fp = dst == Reg::R10 && in_frame(off, size);
-            o.kind = match (size, fp) {
-                (Size::B, false) => StxB,
-                (Size::H, false) => StxH,
-                (Size::W, false) => StxW,
-                (Size::DW, false) => StxDW,
-                (Size::B, true) => FpStxB,
-                (Size::H, true) => FpStxH,
-                (Size::W, true) => FpStxW,
-                (Size::DW, true) => FpStxDW,
+            o.kind = if dst == Reg::R10 && in_frame(off, size) {
+                sized([FpStxB, FpStxH, FpStxW, FpStxDW], size)
+            } else {
+                sized([StxB, StxH, StxW, StxDW], size)
             };
             o.dst = dst.num();
             o.src = src.num();
