@@ -57,9 +57,7 @@ pub fn assemble_file(path: &Path, text: &str, dialect: Option<Dialect>) -> Resul
     };
     // When neither dialect accepts the text, report the one that got further.
     assemble(text, guess)
-        .or_else(|e| {
-            assemble(text, other).map_err(|o| if o.line > e.line { o } else { e })
-        })
+        .or_else(|e| assemble(text, other).map_err(|o| if o.line > e.line { o } else { e }))
         .map_err(located)
 }
 

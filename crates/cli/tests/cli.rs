@@ -64,7 +64,11 @@ fn asm_then_disasm_then_run() {
     let mem = d.join("mem.hex");
     std::fs::write(&mem, "ff 01\n").unwrap();
     let out = bpfkit(&["run", src.to_str().unwrap(), "--mem", mem.to_str().unwrap()]);
-    assert!(stdout(&out).contains("r0 = 0x100 (256)"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("r0 = 0x100 (256)"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -72,8 +76,18 @@ fn run_dump_mem_shows_stores() {
     let d = tmpdir("dump");
     let src = d.join("store.asm");
     std::fs::write(&src, "stb [%r1+1], 0x7f\nmov %r0, 0\nexit\n").unwrap();
-    let out = bpfkit(&["run", src.to_str().unwrap(), "--mem-hex", "00 00 00", "--dump-mem"]);
-    assert!(stdout(&out).contains("memory: 00 7f 00"), "{}", stdout(&out));
+    let out = bpfkit(&[
+        "run",
+        src.to_str().unwrap(),
+        "--mem-hex",
+        "00 00 00",
+        "--dump-mem",
+    ]);
+    assert!(
+        stdout(&out).contains("memory: 00 7f 00"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -83,7 +97,10 @@ fn asm_to_stdout_matches_file() {
     std::fs::write(&src, "r0 = 42\nexit\n").unwrap();
     let out = bpfkit(&["asm", "-o", "-", src.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(out.stdout, hex_bytes("b7 00 00 00 2a 00 00 00 95 00 00 00 00 00 00 00"));
+    assert_eq!(
+        out.stdout,
+        hex_bytes("b7 00 00 00 2a 00 00 00 95 00 00 00 00 00 00 00")
+    );
 }
 
 fn hex_bytes(s: &str) -> Vec<u8> {
@@ -98,14 +115,54 @@ fn hex_bytes(s: &str) -> Vec<u8> {
 fn errors_name_the_place() {
     let d = tmpdir("errors");
     let cases: &[(&str, &[u8], &[&str], &str)] = &[
-        ("bad_mnemonic.asm", b"mov %r0, 1\nfrob %r1\nexit\n", &["asm"], "bad_mnemonic.asm:2: unknown mnemonic `frob`"),
-        ("bad_reg.asm", b"mov %r11, 1\nexit\n", &["asm"], "bad_reg.asm:1:"),
-        ("bad_label.asm", b"ja nowhere\nexit\n", &["asm"], "bad_label.asm:1: unknown label `nowhere`"),
-        ("truncated.bin", &[0xb7, 0, 0, 0, 1], &["disasm"], "truncated.bin: program length 5 bytes is not a multiple of 8"),
-        ("badop.bin", &[0xff, 0, 0, 0, 0, 0, 0, 0], &["disasm"], "badop.bin: instruction 0: unknown opcode 0xff"),
-        ("oob.asm", b"ldxdw %r0, [%r1+8]\nexit\n", &["run", "--mem-hex", "00"], "oob.asm: instruction 0: read of 8 bytes"),
-        ("loop.asm", b"ja -1\nexit\n", &["run", "--budget", "1000"], "oob.asm"),
-        ("noexit.asm", b"mov %r0, 1\n", &["run"], "noexit.asm: instruction 0: execution can fall off the end"),
+        (
+            "bad_mnemonic.asm",
+            b"mov %r0, 1\nfrob %r1\nexit\n",
+            &["asm"],
+            "bad_mnemonic.asm:2: unknown mnemonic `frob`",
+        ),
+        (
+            "bad_reg.asm",
+            b"mov %r11, 1\nexit\n",
+            &["asm"],
+            "bad_reg.asm:1:",
+        ),
+        (
+            "bad_label.asm",
+            b"ja nowhere\nexit\n",
+            &["asm"],
+            "bad_label.asm:1: unknown label `nowhere`",
+        ),
+        (
+            "truncated.bin",
+            &[0xb7, 0, 0, 0, 1],
+            &["disasm"],
+            "truncated.bin: program length 5 bytes is not a multiple of 8",
+        ),
+        (
+            "badop.bin",
+            &[0xff, 0, 0, 0, 0, 0, 0, 0],
+            &["disasm"],
+            "badop.bin: instruction 0: unknown opcode 0xff",
+        ),
+        (
+            "oob.asm",
+            b"ldxdw %r0, [%r1+8]\nexit\n",
+            &["run", "--mem-hex", "00"],
+            "oob.asm: instruction 0: read of 8 bytes",
+        ),
+        (
+            "loop.asm",
+            b"ja -1\nexit\n",
+            &["run", "--budget", "1000"],
+            "oob.asm",
+        ),
+        (
+            "noexit.asm",
+            b"mov %r0, 1\n",
+            &["run"],
+            "noexit.asm: instruction 0: execution can fall off the end",
+        ),
     ];
     for (name, content, args, want) in cases {
         let p = d.join(name);
@@ -121,11 +178,18 @@ fn errors_name_the_place() {
         } else {
             want
         };
-        assert!(err.contains(want), "{name}: `{err}` does not contain `{want}`");
+        assert!(
+            err.contains(want),
+            "{name}: `{err}` does not contain `{want}`"
+        );
     }
     let out = bpfkit(&["run", d.join("missing.asm").to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("missing.asm: cannot read"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("missing.asm: cannot read"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 fn suite_dir() -> PathBuf {
@@ -185,12 +249,23 @@ fn plugin_reports_errors_with_nonzero_exit() {
     let prog = [RawInsn::new(0xb7, 0, 0, 0, 1)];
     let out = plugin(&[], &prog, &[]);
     assert!(!out.status.success());
-    assert!(stdout(&out).contains("fall off the end"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("fall off the end"),
+        "{}",
+        stdout(&out)
+    );
     // Out-of-bounds read at run time.
-    let prog = [RawInsn::new(0x79, 0, 1, 8, 0), RawInsn::new(0x95, 0, 0, 0, 0)];
+    let prog = [
+        RawInsn::new(0x79, 0, 1, 8, 0),
+        RawInsn::new(0x95, 0, 0, 0, 0),
+    ];
     let out = plugin(&[1, 2], &prog, &[]);
     assert!(!out.status.success());
-    assert!(stdout(&out).contains("instruction 0: read of 8 bytes"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("instruction 0: read of 8 bytes"),
+        "{}",
+        stdout(&out)
+    );
     // Unknown option.
     let out = plugin(&[1], &prog, &["--bogus"]);
     assert!(!out.status.success());
@@ -206,4 +281,3 @@ fn plugin_reports_errors_with_nonzero_exit() {
     assert!(!out.status.success());
     assert!(stdout(&out).contains("not a hex digit"), "{}", stdout(&out));
 }
-

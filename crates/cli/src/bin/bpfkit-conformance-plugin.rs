@@ -27,7 +27,11 @@ fn run() -> Result<u64, String> {
             a if i == 0 && !a.starts_with("--") => {
                 mem = parse_hex(a).map_err(|e| format!("memory argument: {e:#}"))?
             }
-            a => return Err(format!("unknown argument `{a}` (usage: [MEM] [--interpret|--jit])")),
+            a => {
+                return Err(format!(
+                    "unknown argument `{a}` (usage: [MEM] [--interpret|--jit])"
+                ))
+            }
         }
     }
     if jit {
