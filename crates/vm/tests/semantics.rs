@@ -165,3 +165,62 @@ fn every_run_starts_with_a_zeroed_stack_including_callee_frames() {
     assert_eq!(vm.run(&mut []).unwrap().r0, 0);
     assert_eq!(vm.run(&mut []).unwrap().r0, 0);
 }
+
+/// The fused add-and-branch superinstruction, against the loop simulated in
+/// Rust for every condition, both signs of step, and a jump into the middle
+/// of a fused pair.
+#[test]
+fn fused_loop_steps_match_a_simulation() {
+    type Cond = fn(u64, u64) -> bool;
+    let conds: [(&str, Cond); 10] = [
+        ("jeq", |a, b| a == b),
+        ("jne", |a, b| a != b),
+        ("jlt", |a, b| a < b),
+        ("jle", |a, b| a <= b),
+        ("jgt", |a, b| a > b),
+        ("jge", |a, b| a >= b),
+        ("jslt", |a, b| (a as i64) < b as i64),
+        ("jsle", |a, b| (a as i64) <= b as i64),
+        ("jsgt", |a, b| (a as i64) > b as i64),
+        ("jsge", |a, b| (a as i64) >= b as i64),
+    ];
+    let cases: [(i64, &str, i32, i32); 6] = [
+        (0, "add", 1, 10),
+        (10, "sub", 1, 0),
+        (-5, "add", 2, 7),
+        (5, "sub", 3, -7),
+        (0, "add", 0x7fffffff, -1),
+        (0, "sub", i32::MIN, 0),
+    ];
+    for (name, cond) in conds {
+        for (start, op, step, limit) in cases {
+            // Simulate: at most 50 iterations.
+            let mut r1 = start as u64;
+            let mut iters = 0u64;
+            loop {
+                iters += 1;
+                r1 = if op == "add" {
+                    r1.wrapping_add(step as i64 as u64)
+                } else {
+                    r1.wrapping_sub(step as i64 as u64)
+                };
+                if iters == 50 || !cond(r1, limit as i64 as u64) {
+                    break;
+                }
+            }
+            let src = format!(
+                "lddw %r1, {start}\nmov %r0, 0\nl:\nadd %r0, 1\njeq %r0, 50, out\n\
+                 {op} %r1, {step}\n{name} %r1, {limit}, l\nout:\nexit"
+            );
+            let o = run(&src);
+            assert_eq!(o.r0, iters, "{name} {op} {start} {step} {limit}");
+            let jumps_taken = iters - 1;
+            let expected = 2 + jumps_taken * 4 + if iters == 50 { 2 } else { 4 } + 1;
+            assert_eq!(o.insns, expected, "{name} {op} {start} {step} {limit}");
+        }
+    }
+    // Another jump lands on the jump op of a fused pair: it must compare
+    // without adding.
+    let o = run("mov %r1, 5\nja +1\nadd %r1, 100\njeq %r1, 5, +1\nexit\nmov %r0, 9\nexit");
+    assert_eq!(o, Outcome { r0: 9, insns: 5 });
+}
