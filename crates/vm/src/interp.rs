@@ -205,33 +205,6 @@ impl<'p> Interpreter<'p> {
                     }
                 }};
             }
-            // The fused add-and-branch: `op` adds, the jump op after it
-            // compares and branches; not taken, both are skipped.
-            macro_rules! add_jump {
-                (|$v:ident, $k:ident| $cond:expr) => {{
-                    let $v = regs[d].wrapping_add(op.imm);
-                    regs[d] = $v;
-                    // SAFETY: fusion only happens when the next slot holds
-                    // the jump op.
-                    let next = unsafe { &*ip };
-                    let $k = next.lo() as i64;
-                    if $cond {
-                        let delta = next.hi() as i64;
-                        count += delta;
-                        if delta > 0 && count >= budget {
-                            // Reported at the jump, as without fusion.
-                            return Err(VmError::BudgetExhausted {
-                                pc: cur!() + 1,
-                                budget: budget as u64,
-                            });
-                        }
-                        goto!(next.aux);
-                    } else {
-                        // SAFETY: the jump op is not the last slot (validation).
-                        ip = unsafe { ip.add(1) };
-                    }
-                }};
-            }
             macro_rules! load {
                 ($ty:ty) => {{
                     let addr = regs[s].wrapping_add(op.aux as i64 as u64);
@@ -552,16 +525,6 @@ impl<'p> Interpreter<'p> {
                         .set_start(0, stack_base + (fp - FRAME_SIZE) as u64);
                     ip = f.ret;
                 }
-                AddJeq => add_jump!(|v, k| v == k as u64),
-                AddJne => add_jump!(|v, k| v != k as u64),
-                AddJlt => add_jump!(|v, k| v < k as u64),
-                AddJle => add_jump!(|v, k| v <= k as u64),
-                AddJgt => add_jump!(|v, k| v > k as u64),
-                AddJge => add_jump!(|v, k| v >= k as u64),
-                AddJslt => add_jump!(|v, k| (v as i64) < k),
-                AddJsle => add_jump!(|v, k| (v as i64) <= k),
-                AddJsgt => add_jump!(|v, k| (v as i64) > k),
-                AddJsge => add_jump!(|v, k| (v as i64) >= k),
                 Unreachable => unreachable!("validated programs never reach pc {}", cur!()),
             }
         }

@@ -189,20 +189,6 @@ pub(crate) enum Kind {
     CallLocal,
     CallReg,
     Exit,
-    /// Superinstructions for the step that closes most loops: a 64-bit add
-    /// (or subtract) of an immediate to a register, then a 64-bit compare of
-    /// that register with an immediate. The jump op stays in the next slot
-    /// (other jumps may target it) and supplies the comparand and target.
-    AddJeq,
-    AddJne,
-    AddJlt,
-    AddJle,
-    AddJgt,
-    AddJge,
-    AddJslt,
-    AddJsle,
-    AddJsgt,
-    AddJsge,
     /// The second slot of an LDDW, or the sentinel after the last instruction:
     /// never reached (validation rules it out), kept so indices equal slots.
     Unreachable,
@@ -284,7 +270,6 @@ impl Program {
             }
             ops[l.pc] = lower(l.pc, &l.insn, &idx);
         }
-        fuse_loop_steps(&mut ops);
         Ok(Program {
             ops,
             slots: slots.to_vec(),
@@ -360,37 +345,6 @@ fn jmp_kind(width: Width, cond: JmpCond, reg: bool) -> Kind {
         JmpCond::SLe => [Jsle64I, Jsle64R, Jsle32I, Jsle32R],
     };
     t[(width == Width::W32) as usize * 2 + reg as usize]
-}
-
-/// Turns `add/sub rX, imm` followed by `jCC rX, imm, target` (64-bit) into
-/// one superinstruction; see `Kind::AddJeq`.
-fn fuse_loop_steps(ops: &mut [Op]) {
-    use Kind::*;
-    for i in 0..ops.len().saturating_sub(1) {
-        let (a, b) = (ops[i], ops[i + 1]);
-        let addend = match a.kind {
-            Add64I => a.imm,
-            Sub64I => a.imm.wrapping_neg(),
-            _ => continue,
-        };
-        let fused = match b.kind {
-            Jeq64I => AddJeq,
-            Jne64I => AddJne,
-            Jlt64I => AddJlt,
-            Jle64I => AddJle,
-            Jgt64I => AddJgt,
-            Jge64I => AddJge,
-            Jslt64I => AddJslt,
-            Jsle64I => AddJsle,
-            Jsgt64I => AddJsgt,
-            Jsge64I => AddJsge,
-            _ => continue,
-        };
-        if a.dst == b.dst {
-            ops[i].kind = fused;
-            ops[i].imm = addend;
-        }
-    }
 }
 
 /// Picks the kind for an access size from [byte, half, word, double word].
