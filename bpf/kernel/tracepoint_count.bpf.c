@@ -93,10 +93,12 @@ static __always_inline void count_raw(u32 slot, long id)
 		__sync_fetch_and_add(n, 1);
 }
 
+/* The context is `struct bpf_raw_tracepoint_args`, a flexible array of u64;
+ * read it as plain u64s (no CO-RE relocation on a flexible array). */
 SEC("raw_tracepoint/sys_enter")
-int raw_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+int raw_sys_enter(u64 *ctx)
 {
-	count_raw(0, (long)ctx->args[1]);
+	count_raw(0, (long)ctx[1]);
 	return 0;
 }
 

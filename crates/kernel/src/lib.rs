@@ -20,6 +20,8 @@
 
 mod caps;
 mod log;
+pub mod maps;
+pub mod object;
 mod probe;
 pub mod sys;
 

@@ -1,0 +1,272 @@
+//! Byte-level access to kernel maps: lookup, update, delete and key
+//! iteration by raw key and value bytes, whatever the map's declared types.
+//!
+//! aya's map types are typed (`HashMap<K, V>`) and the generic `MapData`
+//! exposes no raw element calls in 0.14, so these four bpf(2) commands are
+//! issued directly on a descriptor obtained from the map's id.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use thiserror::Error;
+
+const BPF_MAP_LOOKUP_ELEM: u32 = 1;
+const BPF_MAP_UPDATE_ELEM: u32 = 2;
+const BPF_MAP_DELETE_ELEM: u32 = 3;
+const BPF_MAP_GET_NEXT_KEY: u32 = 4;
+const BPF_MAP_GET_FD_BY_ID: u32 = 14;
+
+/// `flags` of an update, as the kernel defines them.
+pub const BPF_ANY: u64 = 0;
+pub const BPF_NOEXIST: u64 = 1;
+pub const BPF_EXIST: u64 = 2;
+
+#[repr(C, align(8))]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+#[repr(C, align(8))]
+#[derive(Default)]
+struct GetFdAttr {
+    id: u32,
+    next_id: u32,
+    open_flags: u32,
+    // Explicit, so the kernel's check that unused attr bytes are zero holds.
+    _pad: u32,
+}
+
+fn bpf<T>(cmd: u32, attr: &mut T) -> io::Result<i64> {
+    // SAFETY: attr is a valid, initialised bpf_attr prefix of the right size.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            attr as *mut T as *mut libc::c_void,
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum MapError {
+    #[error("map `{map}`: key is {got} bytes, the map's keys are {want}")]
+    KeySize {
+        map: String,
+        got: usize,
+        want: usize,
+    },
+    #[error("map `{map}`: value is {got} bytes, the map's values are {want}")]
+    ValueSize {
+        map: String,
+        got: usize,
+        want: usize,
+    },
+    #[error("map `{map}`: {op}: {source}")]
+    Syscall {
+        map: String,
+        op: &'static str,
+        source: io::Error,
+    },
+}
+
+/// One kernel map, addressed by raw bytes. Per-CPU maps hold one value slot
+/// per possible CPU, each rounded up to 8 bytes, as bpf(2) returns them.
+#[derive(Debug)]
+pub struct KernelMap {
+    pub name: String,
+    pub id: u32,
+    pub map_type: u32,
+    pub key_size: usize,
+    pub value_size: usize,
+    pub max_entries: u32,
+    fd: OwnedFd,
+}
+
+impl KernelMap {
+    /// Opens the map with this id.
+    pub fn from_id(
+        name: &str,
+        id: u32,
+        map_type: u32,
+        key_size: usize,
+        value_size: usize,
+        max_entries: u32,
+    ) -> Result<Self, MapError> {
+        let mut attr = GetFdAttr {
+            id,
+            ..Default::default()
+        };
+        let fd = bpf(BPF_MAP_GET_FD_BY_ID, &mut attr).map_err(|source| MapError::Syscall {
+            map: name.to_string(),
+            op: "open by id",
+            source,
+        })?;
+        Ok(KernelMap {
+            name: name.to_string(),
+            id,
+            map_type,
+            key_size,
+            value_size,
+            max_entries,
+            // SAFETY: the kernel returned a new descriptor we now own.
+            fd: unsafe { OwnedFd::from_raw_fd(fd as i32) },
+        })
+    }
+
+    fn is_percpu(&self) -> bool {
+        // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE
+        matches!(self.map_type, 5 | 6 | 10 | 21)
+    }
+
+    /// Bytes one lookup returns: the value, or one 8-byte-aligned slot per
+    /// possible CPU for per-CPU maps.
+    pub fn value_buffer_len(&self) -> usize {
+        if self.is_percpu() {
+            self.value_size.div_ceil(8) * 8 * possible_cpus()
+        } else {
+            self.value_size
+        }
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<(), MapError> {
+        if key.len() != self.key_size {
+            return Err(MapError::KeySize {
+                map: self.name.clone(),
+                got: key.len(),
+                want: self.key_size,
+            });
+        }
+        Ok(())
+    }
+
+    fn err(&self, op: &'static str) -> impl FnOnce(io::Error) -> MapError + '_ {
+        move |source| MapError::Syscall {
+            map: self.name.clone(),
+            op,
+            source,
+        }
+    }
+
+    /// The value stored under `key`, or None when there is none (ENOENT).
+    pub fn lookup(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
+        self.check_key(key)?;
+        let mut value = vec![0u8; self.value_buffer_len()];
+        let mut attr = ElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: key.as_ptr() as u64,
+            value: value.as_mut_ptr() as u64,
+            ..Default::default()
+        };
+        match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
+            Ok(_) => Ok(Some(value)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(self.err("lookup")(e)),
+        }
+    }
+
+    /// Stores `value` under `key` with BPF_ANY, BPF_NOEXIST or BPF_EXIST.
+    pub fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), MapError> {
+        self.check_key(key)?;
+        if value.len() != self.value_buffer_len() {
+            return Err(MapError::ValueSize {
+                map: self.name.clone(),
+                got: value.len(),
+                want: self.value_buffer_len(),
+            });
+        }
+        let mut attr = ElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: key.as_ptr() as u64,
+            value: value.as_ptr() as u64,
+            flags,
+            ..Default::default()
+        };
+        bpf(BPF_MAP_UPDATE_ELEM, &mut attr)
+            .map(|_| ())
+            .map_err(self.err("update"))
+    }
+
+    /// Deletes `key`; Ok(false) when it was not there.
+    pub fn delete(&self, key: &[u8]) -> Result<bool, MapError> {
+        self.check_key(key)?;
+        let mut attr = ElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: key.as_ptr() as u64,
+            ..Default::default()
+        };
+        match bpf(BPF_MAP_DELETE_ELEM, &mut attr) {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(self.err("delete")(e)),
+        }
+    }
+
+    /// Every key, in the kernel's iteration order.
+    pub fn keys(&self) -> Result<Vec<Vec<u8>>, MapError> {
+        let mut keys = Vec::new();
+        let mut prev: Option<Vec<u8>> = None;
+        loop {
+            let mut next = vec![0u8; self.key_size];
+            let mut attr = ElemAttr {
+                map_fd: self.fd.as_raw_fd() as u32,
+                key: prev.as_ref().map_or(0, |k| k.as_ptr() as u64),
+                value: next.as_mut_ptr() as u64,
+                ..Default::default()
+            };
+            match bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) {
+                Ok(_) => {
+                    keys.push(next.clone());
+                    prev = Some(next);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(keys),
+                Err(e) => return Err(self.err("next key")(e)),
+            }
+            if keys.len() > self.max_entries as usize + 1 {
+                // A map changing under iteration can cycle; stop at capacity.
+                return Ok(keys);
+            }
+        }
+    }
+}
+
+/// Possible CPUs, as /sys/devices/system/cpu/possible lists them (per-CPU
+/// values have one slot each).
+pub fn possible_cpus() -> usize {
+    std::fs::read_to_string("/sys/devices/system/cpu/possible")
+        .ok()
+        .and_then(|s| parse_cpu_list(s.trim()))
+        .unwrap_or(1)
+}
+
+fn parse_cpu_list(s: &str) -> Option<usize> {
+    let mut max = None;
+    for part in s.split(',') {
+        let hi = match part.split_once('-') {
+            Some((_, hi)) => hi.parse::<usize>().ok()?,
+            None => part.parse::<usize>().ok()?,
+        };
+        max = Some(max.map_or(hi, |m: usize| m.max(hi)));
+    }
+    max.map(|m| m + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(super::parse_cpu_list("0-1"), Some(2));
+        assert_eq!(super::parse_cpu_list("0"), Some(1));
+        assert_eq!(super::parse_cpu_list("0-3,8-11"), Some(12));
+        assert_eq!(super::parse_cpu_list("x"), None);
+    }
+}

@@ -1,0 +1,258 @@
+//! clang-built eBPF objects in the kernel, on aya: globals set before load,
+//! programs loaded and attached by name, maps reached by name.
+
+use crate::maps::{KernelMap, MapError};
+use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint, UProbe};
+use aya::{Btf, Ebpf, EbpfLoader};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ObjectError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("loading the object: {0}")]
+    Load(String),
+    #[error("the object has no program `{0}`")]
+    NoProgram(String),
+    #[error("the object has no map `{0}`")]
+    NoMap(String),
+    #[error("program `{program}` is a {actual} program, not a {wanted} program")]
+    WrongType {
+        program: String,
+        actual: String,
+        wanted: &'static str,
+    },
+    #[error("program `{program}`: {action}: {message}")]
+    Program {
+        program: String,
+        action: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Map(#[from] MapError),
+}
+
+/// Where to attach a program.
+#[derive(Clone, Debug)]
+pub enum Attach<'a> {
+    /// `tracepoint/CATEGORY/NAME` (needs tracefs).
+    Tracepoint { category: &'a str, name: &'a str },
+    /// `raw_tracepoint/NAME`.
+    RawTracepoint { name: &'a str },
+    /// `tp_btf/NAME`: typed through the kernel's BTF.
+    BtfTracepoint { name: &'a str },
+    /// `uprobe` / `uretprobe`: a function of an executable or library, by
+    /// symbol or by file offset, in every process or only in `pid`.
+    Uprobe {
+        target: &'a Path,
+        symbol: Option<&'a str>,
+        offset: u64,
+        pid: Option<u32>,
+    },
+}
+
+/// An object before load: its bytes and the globals to set.
+pub struct ObjectLoader {
+    bytes: Vec<u8>,
+    globals: Vec<(String, Vec<u8>)>,
+}
+
+impl ObjectLoader {
+    pub fn open(path: &Path) -> Result<Self, ObjectError> {
+        let bytes = std::fs::read(path).map_err(|source| ObjectError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self::from_bytes(bytes))
+    }
+
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        ObjectLoader {
+            bytes,
+            globals: Vec::new(),
+        }
+    }
+
+    /// Sets a global (`const volatile` in .rodata, or .data/.bss) before load.
+    pub fn set_global(&mut self, name: &str, value: &[u8]) -> &mut Self {
+        self.globals.push((name.to_string(), value.to_vec()));
+        self
+    }
+
+    /// Creates the maps and relocates the programs (nothing is verified yet:
+    /// programs load when attached or through [`KernelObject::load_program`]).
+    pub fn load(&self) -> Result<KernelObject, ObjectError> {
+        let mut loader = EbpfLoader::new();
+        for (name, value) in &self.globals {
+            loader.override_global(name.as_str(), value.as_slice(), true);
+        }
+        let ebpf = loader
+            .load(&self.bytes)
+            .map_err(|e| ObjectError::Load(error_chain(&e)))?;
+        Ok(KernelObject { ebpf })
+    }
+}
+
+/// A loaded object. Dropping it detaches its programs and frees its maps.
+pub struct KernelObject {
+    ebpf: Ebpf,
+}
+
+/// Every kind of aya map wraps the same `MapData`.
+fn map_data(m: &aya::maps::Map) -> &aya::maps::MapData {
+    use aya::maps::Map::*;
+    match m {
+        Array(d)
+        | ArrayOfMaps(d)
+        | BloomFilter(d)
+        | CgroupArray(d)
+        | CgroupStorage(d)
+        | CgrpStorage(d)
+        | CpuMap(d)
+        | DevMap(d)
+        | DevMapHash(d)
+        | HashMap(d)
+        | HashOfMaps(d)
+        | InodeStorage(d)
+        | LpmTrie(d)
+        | LruHashMap(d)
+        | PerCpuArray(d)
+        | PerCpuCgroupStorage(d)
+        | PerCpuHashMap(d)
+        | PerCpuLruHashMap(d)
+        | PerfEventArray(d)
+        | ProgramArray(d)
+        | Queue(d)
+        | ReusePortSockArray(d)
+        | RingBuf(d)
+        | SockHash(d)
+        | SockMap(d)
+        | SkStorage(d)
+        | Stack(d)
+        | StackTraceMap(d)
+        | Unsupported(d)
+        | XskMap(d) => d,
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+macro_rules! program_as {
+    ($self:ident, $name:ident, $ty:ty, $wanted:literal) => {{
+        let p = $self
+            .ebpf
+            .program_mut($name)
+            .ok_or_else(|| ObjectError::NoProgram($name.to_string()))?;
+        let actual = format!("{:?}", p.prog_type());
+        let p: &mut $ty = p.try_into().map_err(|_| ObjectError::WrongType {
+            program: $name.to_string(),
+            actual,
+            wanted: $wanted,
+        })?;
+        p
+    }};
+}
+
+impl KernelObject {
+    /// Program names, in the object's order.
+    pub fn program_names(&self) -> Vec<String> {
+        self.ebpf.programs().map(|(n, _)| n.to_string()).collect()
+    }
+
+    /// Map names (global data sections appear as `.data`, `.rodata`, `.bss`).
+    pub fn map_names(&self) -> Vec<String> {
+        self.ebpf.maps().map(|(n, _)| n.to_string()).collect()
+    }
+
+    /// Loads (verifies) and attaches a program.
+    pub fn attach(&mut self, program: &str, at: Attach<'_>) -> Result<(), ObjectError> {
+        let fail = |action: &'static str| {
+            move |e: aya::programs::ProgramError| ObjectError::Program {
+                program: program.to_string(),
+                action,
+                message: error_chain(&e),
+            }
+        };
+        match at {
+            Attach::Tracepoint { category, name } => {
+                let p = program_as!(self, program, TracePoint, "tracepoint");
+                p.load().map_err(fail("load"))?;
+                p.attach(category, name).map_err(fail("attach"))?;
+            }
+            Attach::RawTracepoint { name } => {
+                let p = program_as!(self, program, RawTracePoint, "raw tracepoint");
+                p.load().map_err(fail("load"))?;
+                p.attach(name).map_err(fail("attach"))?;
+            }
+            Attach::BtfTracepoint { name } => {
+                let btf = Btf::from_sys_fs().map_err(|e| ObjectError::Program {
+                    program: program.to_string(),
+                    action: "read kernel BTF",
+                    message: error_chain(&e),
+                })?;
+                let p = program_as!(self, program, BtfTracePoint, "tp_btf");
+                p.load(name, &btf).map_err(fail("load"))?;
+                p.attach().map_err(fail("attach"))?;
+            }
+            Attach::Uprobe {
+                target,
+                symbol,
+                offset,
+                pid,
+            } => {
+                let p = program_as!(self, program, UProbe, "uprobe");
+                p.load().map_err(fail("load"))?;
+                let scope = match pid.and_then(std::num::NonZeroU32::new) {
+                    Some(pid) => aya::programs::uprobe::UProbeScope::OneProcess(pid),
+                    None => aya::programs::uprobe::UProbeScope::AllProcesses,
+                };
+                match symbol {
+                    Some(sym) => p.attach(sym, target, scope),
+                    None => p.attach(offset, target, scope),
+                }
+                .map_err(fail("attach"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A map by name, for byte-level access.
+    pub fn map(&self, name: &str) -> Result<KernelMap, ObjectError> {
+        let m = self
+            .ebpf
+            .map(name)
+            .ok_or_else(|| ObjectError::NoMap(name.to_string()))?;
+        let info = map_data(m).info().map_err(|e| ObjectError::Program {
+            program: name.to_string(),
+            action: "map info",
+            message: error_chain(&e),
+        })?;
+        let map_type = info.map_type().map(|t| t as u32).unwrap_or(0);
+        Ok(KernelMap::from_id(
+            name,
+            info.id(),
+            map_type,
+            info.key_size() as usize,
+            info.value_size() as usize,
+            info.max_entries(),
+        )?)
+    }
+
+    /// The underlying aya object, for what this API does not cover yet.
+    pub fn aya(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+}
