@@ -2,7 +2,8 @@
 //! programs loaded and attached by name, maps reached by name.
 
 use crate::maps::{KernelMap, MapError};
-use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint, UProbe};
+use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
+use aya::programs::{BtfTracePoint, PerfEvent, RawTracePoint, TracePoint, UProbe};
 use aya::{Btf, Ebpf, EbpfLoader};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -53,6 +54,8 @@ pub enum Attach<'a> {
         offset: u64,
         pid: Option<u32>,
     },
+    /// `perf_event`: CPU-clock sampling at `frequency` Hz on every online CPU.
+    CpuClock { frequency: u64 },
 }
 
 /// An object before load: its bytes and the globals to set.
@@ -224,6 +227,24 @@ impl KernelObject {
                     None => p.attach(offset, target, scope),
                 }
                 .map_err(fail("attach"))?;
+            }
+            Attach::CpuClock { frequency } => {
+                let cpus = aya::util::online_cpus().map_err(|(what, e)| ObjectError::Program {
+                    program: program.to_string(),
+                    action: "list online CPUs",
+                    message: format!("{what}: {e}"),
+                })?;
+                let p = program_as!(self, program, PerfEvent, "perf_event");
+                p.load().map_err(fail("load"))?;
+                for cpu in cpus {
+                    p.attach(
+                        PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                        PerfEventScope::AllProcessesOneCpu { cpu },
+                        SamplePolicy::Frequency(frequency),
+                        false,
+                    )
+                    .map_err(fail("attach"))?;
+                }
             }
         }
         Ok(())

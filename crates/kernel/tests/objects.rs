@@ -93,11 +93,15 @@ fn tracepoints_count_exactly_the_openat_calls_of_a_child() {
     assert!(counts.lookup(&[0u8; 3]).is_err());
 }
 
+/// The getppid-driven tests target this whole process, so they take turns.
+static GETPPID: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn ring_buffer_delivers_every_event_in_order() {
     if !available(true) {
         return;
     }
+    let _turn = GETPPID.lock().unwrap_or_else(|e| e.into_inner());
     const N: u64 = 50;
     let mut loader = ObjectLoader::open(&object("tracepoint_count.bpf.o")).unwrap();
     loader.set_global("target_tgid", &std::process::id().to_ne_bytes());
@@ -173,4 +177,123 @@ fn verifier_rejection_carries_the_log() {
     let e = p.load().unwrap_err();
     let text = format!("{e:?}");
     assert!(text.contains("invalid access to packet"), "{text}");
+}
+
+#[test]
+fn perf_buffer_delivers_every_event_in_order() {
+    if !available(true) {
+        return;
+    }
+    let _turn = GETPPID.lock().unwrap_or_else(|e| e.into_inner());
+    const N: u64 = 40;
+    let mut loader = ObjectLoader::open(&object("tracepoint_count.bpf.o")).unwrap();
+    loader.set_global("target_tgid", &std::process::id().to_ne_bytes());
+    let mut obj = loader.load().unwrap();
+    let perf = obj.aya().take_map("events_perf").unwrap();
+    let mut perf = aya::maps::PerfEventArray::try_from(perf).unwrap();
+    let mut buffers: Vec<_> = aya::util::online_cpus()
+        .unwrap()
+        .into_iter()
+        .map(|cpu| perf.open(cpu, None).unwrap())
+        .collect();
+    obj.attach(
+        "emit_getppid",
+        Attach::Tracepoint {
+            category: "syscalls",
+            name: "sys_enter_getppid",
+        },
+    )
+    .unwrap();
+    for _ in 0..N {
+        // SAFETY: getppid has no preconditions.
+        unsafe { libc::getppid() };
+    }
+    let mut all = Vec::new();
+    for buf in &mut buffers {
+        let mut mine = Vec::new();
+        buf.for_each(|ev| match ev {
+            aya::maps::perf::PerfEvent::Sample { head, tail } => {
+                let bytes: Vec<u8> = head.iter().chain(tail.iter()).copied().collect();
+                mine.push(u64_at(&bytes, 0));
+            }
+            aya::maps::perf::PerfEvent::Lost { count } => panic!("{count} events lost"),
+            _ => {}
+        });
+        // Each CPU's buffer is in order.
+        assert!(mine.windows(2).all(|w| w[0] < w[1]), "{mine:?}");
+        all.extend(mine);
+    }
+    all.sort();
+    assert_eq!(all, (0..N).collect::<Vec<_>>());
+}
+
+/// The function the uprobe test probes: not inlined, with a symbol of its own.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn bpfkit_uprobe_target(x: u64) -> u64 {
+    std::hint::black_box(x).wrapping_mul(3)
+}
+
+#[test]
+fn uprobe_and_uretprobe_count_calls_of_a_function() {
+    if !available(false) {
+        return;
+    }
+    let mut obj = ObjectLoader::open(&object("uprobe_count.bpf.o"))
+        .unwrap()
+        .load()
+        .unwrap();
+    let exe = std::fs::read_link("/proc/self/exe").unwrap();
+    for prog in ["on_call", "on_return"] {
+        obj.attach(
+            prog,
+            Attach::Uprobe {
+                target: &exe,
+                symbol: Some("bpfkit_uprobe_target"),
+                offset: 0,
+                pid: Some(std::process::id()),
+            },
+        )
+        .unwrap();
+    }
+    let mut sum = 0;
+    for i in 1..=10u64 {
+        sum += std::hint::black_box(bpfkit_uprobe_target(i));
+    }
+    assert_eq!(sum, 165);
+    let bss = obj.map(".bss").unwrap();
+    let v = bss.lookup(&0u32.to_ne_bytes()).unwrap().unwrap();
+    assert_eq!(u64_at(&v, 0), 10, "calls");
+    assert_eq!(u64_at(&v, 1), 10, "returns");
+    assert_eq!(u64_at(&v, 2), 55, "sum of arguments");
+}
+
+#[test]
+fn cpu_clock_sampling_records_samples() {
+    if !available(false) {
+        return;
+    }
+    let mut loader = ObjectLoader::open(&object("perf_sample.bpf.o")).unwrap();
+    loader.set_global("target_tgid", &std::process::id().to_ne_bytes());
+    let mut obj = loader.load().unwrap();
+    obj.attach("on_sample", Attach::CpuClock { frequency: 1000 })
+        .unwrap();
+    // Burn about 300 ms of CPU in this process.
+    let start = std::time::Instant::now();
+    let mut x = 0u64;
+    while start.elapsed() < std::time::Duration::from_millis(300) {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+    let samples = obj.map("samples").unwrap();
+    let v = samples.lookup(&0u32.to_ne_bytes()).unwrap().unwrap();
+    let total: u64 = v
+        .chunks(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+        .sum();
+    let bss = obj.map(".bss").unwrap();
+    let mine = u64_at(&bss.lookup(&0u32.to_ne_bytes()).unwrap().unwrap(), 0);
+    // 1000 Hz for 0.3 s of this process's CPU time: well over 50 samples of
+    // it, and the per-CPU total includes them.
+    assert!(mine >= 50, "only {mine} samples hit this process");
+    assert!(total >= mine, "per-CPU total {total} < {mine}");
 }
