@@ -19,6 +19,7 @@ declare -A needs=(
     [bpftool]=/usr/sbin/bpftool
     [libbpf-dev]=/usr/include/bpf/bpf_helpers.h
     [iproute2]=/usr/sbin/ip
+    [iputils-ping]=/usr/bin/ping
 )
 missing=()
 for pkg in "${!needs[@]}"; do

@@ -20,7 +20,8 @@ const volatile u16 to_port = 8888;
 /* [0] dropped, [1] rewritten, [2] passed */
 u64 counters[3] = {};
 
-SEC("tc")
+/* "classifier" rather than libbpf's newer "tc": aya 0.14 knows only the former. */
+SEC("classifier")
 int rewrite_udp(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;

@@ -3,7 +3,9 @@
 
 use crate::maps::{KernelMap, MapError};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
-use aya::programs::{BtfTracePoint, PerfEvent, RawTracePoint, TracePoint, UProbe};
+use aya::programs::{
+    BtfTracePoint, PerfEvent, RawTracePoint, SchedClassifier, TcAttachType, TracePoint, UProbe, Xdp,
+};
 use aya::{Btf, Ebpf, EbpfLoader};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -56,6 +58,20 @@ pub enum Attach<'a> {
     },
     /// `perf_event`: CPU-clock sampling at `frequency` Hz on every online CPU.
     CpuClock { frequency: u64 },
+    /// `xdp` on an interface of the calling thread's network namespace.
+    Xdp { interface: &'a str, mode: XdpMode },
+    /// `tc` (SCHED_CLS) on an interface: tcx where the kernel has it (6.6+),
+    /// a clsact qdisc otherwise (aya chooses).
+    Tc { interface: &'a str, ingress: bool },
+}
+
+/// How an XDP program attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpMode {
+    /// In the driver (native XDP).
+    Driver,
+    /// Generic XDP, in the network stack, for any interface.
+    Generic,
 }
 
 /// An object before load: its bytes and the globals to set.
@@ -245,6 +261,28 @@ impl KernelObject {
                     )
                     .map_err(fail("attach"))?;
                 }
+            }
+            Attach::Xdp { interface, mode } => {
+                let p = program_as!(self, program, Xdp, "xdp");
+                p.load().map_err(fail("load"))?;
+                let mode = match mode {
+                    XdpMode::Driver => aya::programs::xdp::XdpMode::Driver,
+                    XdpMode::Generic => aya::programs::xdp::XdpMode::Skb,
+                };
+                p.attach(interface, mode).map_err(fail("attach"))?;
+            }
+            Attach::Tc { interface, ingress } => {
+                // tcx needs no qdisc; older kernels need clsact, which may
+                // already be there.
+                let _ = aya::programs::tc::qdisc_add_clsact(interface);
+                let p = program_as!(self, program, SchedClassifier, "tc");
+                p.load().map_err(fail("load"))?;
+                let at = if ingress {
+                    TcAttachType::Ingress
+                } else {
+                    TcAttachType::Egress
+                };
+                p.attach(interface, at).map_err(fail("attach"))?;
             }
         }
         Ok(())
