@@ -4,9 +4,11 @@
 use crate::maps::{KernelMap, MapError};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::{
-    BtfTracePoint, PerfEvent, RawTracePoint, SchedClassifier, TcAttachType, TracePoint, UProbe, Xdp,
+    BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, PerfEvent, RawTracePoint,
+    SchedClassifier, SkMsg, SkSkb, SocketFilter, TcAttachType, TracePoint, UProbe, Xdp,
 };
 use aya::{Btf, Ebpf, EbpfLoader};
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -63,6 +65,15 @@ pub enum Attach<'a> {
     /// `tc` (SCHED_CLS) on an interface: tcx where the kernel has it (6.6+),
     /// a clsact qdisc otherwise (aya chooses).
     Tc { interface: &'a str, ingress: bool },
+    /// `sk_skb/stream_parser` or `sk_skb/stream_verdict` on a sockmap or
+    /// sockhash of this object.
+    SkSkb { map: &'a str },
+    /// `sk_msg` on a sockmap or sockhash of this object.
+    SkMsg { map: &'a str },
+    /// `socket`: a socket filter on one socket.
+    SocketFilter { socket: BorrowedFd<'a> },
+    /// `cgroup_skb/ingress` or `cgroup_skb/egress` on a cgroup v2 directory.
+    CgroupSkb { cgroup: &'a Path, egress: bool },
 }
 
 /// How an XDP program attaches.
@@ -284,8 +295,67 @@ impl KernelObject {
                 };
                 p.attach(interface, at).map_err(fail("attach"))?;
             }
+            Attach::SkSkb { map } => {
+                let fd = self.sock_map_fd(map)?;
+                let p = program_as!(self, program, SkSkb, "sk_skb");
+                p.load().map_err(fail("load"))?;
+                p.attach(&fd).map_err(fail("attach"))?;
+            }
+            Attach::SkMsg { map } => {
+                let fd = self.sock_map_fd(map)?;
+                let p = program_as!(self, program, SkMsg, "sk_msg");
+                p.load().map_err(fail("load"))?;
+                p.attach(&fd).map_err(fail("attach"))?;
+            }
+            Attach::SocketFilter { socket } => {
+                let p = program_as!(self, program, SocketFilter, "socket filter");
+                p.load().map_err(fail("load"))?;
+                p.attach(socket).map_err(fail("attach"))?;
+            }
+            Attach::CgroupSkb { cgroup, egress } => {
+                let dir = std::fs::File::open(cgroup).map_err(|e| ObjectError::Program {
+                    program: program.to_string(),
+                    action: "open cgroup",
+                    message: format!("{}: {e}", cgroup.display()),
+                })?;
+                let p = program_as!(self, program, CgroupSkb, "cgroup_skb");
+                p.load().map_err(fail("load"))?;
+                let at = if egress {
+                    CgroupSkbAttachType::Egress
+                } else {
+                    CgroupSkbAttachType::Ingress
+                };
+                p.attach(dir, at, CgroupAttachMode::Single)
+                    .map_err(fail("attach"))?;
+            }
         }
         Ok(())
+    }
+
+    /// A descriptor of a sockmap or sockhash, to attach SK_SKB/SK_MSG to.
+    fn sock_map_fd(&self, name: &str) -> Result<aya::maps::sock::SockMapFd, ObjectError> {
+        use aya::maps::{Map, SockHash, SockMap};
+        let m = self
+            .ebpf
+            .map(name)
+            .ok_or_else(|| ObjectError::NoMap(name.to_string()))?;
+        let not_sock = |message: String| ObjectError::Program {
+            program: name.to_string(),
+            action: "use as a sockmap",
+            message,
+        };
+        let fd = match m {
+            Map::SockMap(_) => SockMap::try_from(m)
+                .map_err(|e| not_sock(error_chain(&e)))?
+                .fd()
+                .try_clone(),
+            Map::SockHash(_) => SockHash::<_, u32>::try_from(m)
+                .map_err(|e| not_sock(error_chain(&e)))?
+                .fd()
+                .try_clone(),
+            _ => return Err(not_sock("not a sockmap or sockhash".into())),
+        };
+        fd.map_err(|e| not_sock(e.to_string()))
     }
 
     /// A map by name, for byte-level access.
