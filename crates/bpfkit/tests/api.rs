@@ -1,0 +1,138 @@
+//! The library API over the kernel engine: the same calls the VM engine will
+//! answer. Root only: skipped with a reason otherwise, a failure under CI=true.
+
+use bpfkit::{Attach, Engine, Error, Object, XdpMode};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn available() -> bool {
+    match bpfkit::kernel::probe() {
+        Ok(()) => true,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("kernel test skipped: {e}\n(CI=true: a skipped kernel test is a failure)")
+        }
+        Err(e) => {
+            eprintln!("kernel test skipped: {e}");
+            false
+        }
+    }
+}
+
+fn object(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../bpf/kernel")
+        .join(name)
+}
+
+#[test]
+fn open_set_global_load_attach_and_read_a_typed_map() {
+    if !available() {
+        return;
+    }
+    const N: u64 = 4;
+    let mut child = Command::new("/bin/sh")
+        .args([
+            "-c",
+            &format!(
+                "echo ready; read x; {}",
+                "exec 3</dev/null; ".repeat(N as usize)
+            ),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let mut obj = Object::open(object("tracepoint_count.bpf.o")).unwrap();
+    obj.set_global("target_tgid", &child.id());
+    let mut loaded = obj.load(Engine::Kernel).unwrap();
+    assert_eq!(loaded.engine(), Engine::Kernel);
+    assert!(loaded.program_names().contains(&"count_openat".to_string()));
+    assert!(loaded.map_names().contains(&"openat_calls".to_string()));
+    loaded
+        .attach(
+            "count_openat",
+            Attach::Tracepoint {
+                category: "syscalls",
+                name: "sys_enter_openat",
+            },
+        )
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "go").unwrap();
+    assert!(child.wait().unwrap().success());
+    let calls = loaded.typed_map::<u32, u64>("openat_calls").unwrap();
+    assert_eq!(calls.get(&0).unwrap(), Some(N));
+    // Writes from user space are seen by the next read.
+    calls.insert(&0, &100, bpfkit::BPF_EXIST).unwrap();
+    assert_eq!(calls.get(&0).unwrap(), Some(100));
+    assert_eq!(calls.keys().unwrap(), vec![0]);
+    // Wrong types are refused with both sizes named.
+    let e = loaded.typed_map::<u64, u64>("openat_calls").err().unwrap();
+    assert!(
+        e.to_string()
+            .contains("keys are 4 bytes and values 8 bytes"),
+        "{e}"
+    );
+}
+
+#[test]
+fn verifier_rejection_is_an_error_with_the_log() {
+    if !available() {
+        return;
+    }
+    let mut loaded = Object::open(object("verifier_reject.bpf.o"))
+        .unwrap()
+        .load(Engine::Kernel)
+        .unwrap();
+    // The program is verified before the interface is looked up.
+    let e = loaded
+        .attach(
+            "unchecked_read",
+            Attach::Xdp {
+                interface: "bpfkit-none0",
+                mode: XdpMode::Generic,
+            },
+        )
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("verifier_reject.bpf.o"), "{text}");
+    assert!(text.contains("program `unchecked_read`: load"), "{text}");
+    assert!(text.contains("invalid access to packet"), "{text}");
+}
+
+#[test]
+fn bad_objects_and_engines_are_named_errors() {
+    let e = Object::open("/nonexistent/x.bpf.o").err().unwrap();
+    assert!(matches!(e, Error::Read { .. }));
+    assert!(e.to_string().starts_with("/nonexistent/x.bpf.o:"), "{e}");
+    let e = Object::open(object("xdp_count.bpf.o"))
+        .unwrap()
+        .load(Engine::Vm)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            e,
+            Error::EngineUnavailable {
+                engine: Engine::Vm,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    if !available() {
+        return;
+    }
+    let e = Object::from_bytes("garbage", b"\x7fELF but not really".to_vec())
+        .load(Engine::Kernel)
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().starts_with("garbage: loading the object"),
+        "{e}"
+    );
+}
