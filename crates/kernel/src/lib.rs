@@ -22,6 +22,7 @@ mod caps;
 mod log;
 pub mod maps;
 pub mod object;
+pub mod setup;
 mod probe;
 pub mod sys;
 

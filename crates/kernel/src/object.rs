@@ -218,6 +218,13 @@ impl KernelObject {
         };
         match at {
             Attach::Tracepoint { category, name } => {
+                crate::setup::ensure(crate::setup::Mount::Tracefs).map_err(|e| {
+                    ObjectError::Program {
+                        program: program.to_string(),
+                        action: "attach",
+                        message: e.to_string(),
+                    }
+                })?;
                 let p = program_as!(self, program, TracePoint, "tracepoint");
                 p.load().map_err(fail("load"))?;
                 p.attach(category, name).map_err(fail("attach"))?;
