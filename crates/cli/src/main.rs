@@ -7,6 +7,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod kernel_cmds;
+
 /// bpfkit: an eBPF toolkit with two engines, the Linux kernel and a userspace VM.
 #[derive(Parser)]
 #[command(name = "bpfkit", version, about)]
@@ -73,6 +75,27 @@ enum Command {
         /// Print the memory after the run.
         #[arg(long)]
         dump_mem: bool,
+    },
+    /// Programs loaded in the kernel (needs CAP_SYS_ADMIN).
+    Prog {
+        #[command(subcommand)]
+        command: ListCommand,
+    },
+    /// Maps in the kernel (needs CAP_SYS_ADMIN).
+    Map {
+        #[command(subcommand)]
+        command: ListCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ListCommand {
+    /// List them all, like `bpftool prog show` / `bpftool map show`.
+    #[command(alias = "show")]
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -153,6 +176,12 @@ fn run(cli: Cli) -> Result<()> {
                 Err(e) => bail!("{}: {e}", file.display()),
             }
         }
+        Command::Prog {
+            command: ListCommand::List { json },
+        } => kernel_cmds::prog_list(json)?,
+        Command::Map {
+            command: ListCommand::List { json },
+        } => kernel_cmds::map_list(json)?,
     }
     Ok(())
 }
