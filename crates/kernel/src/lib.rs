@@ -19,11 +19,13 @@
 //! ```
 
 mod caps;
+pub mod events;
 mod log;
 pub mod maps;
 pub mod object;
-pub mod setup;
+pub mod pin;
 mod probe;
+pub mod setup;
 pub mod sys;
 
 pub use log::VerifierLog;
