@@ -391,52 +391,66 @@ impl Program {
         bpf: &impl Bpf,
         run: &TestRun<'_>,
     ) -> Result<TestRunOutput, TestRunError> {
-        let len32 = |len: usize| u32::try_from(len).map_err(|_| TestRunError::TooLarge { len });
-        let out_cap = run.data_out_len.unwrap_or(run.data_in.len() + 4096);
-        let mut data_out = vec![0u8; out_cap];
-        let mut ctx_out = vec![0u8; run.ctx_out_len];
-        let ctx_in = run.ctx_in.unwrap_or(&[]);
-        let mut attr = TestRunAttr {
-            prog_fd: self.fd.as_raw_fd() as u32,
-            data_size_in: len32(run.data_in.len())?,
-            data_in: ptr_or_null(run.data_in),
-            data_size_out: len32(out_cap)?,
-            data_out: if out_cap > 0 {
-                data_out.as_mut_ptr() as u64
-            } else {
-                0
-            },
-            repeat: run.repeat,
-            ctx_size_in: len32(ctx_in.len())?,
-            ctx_in: ptr_or_null(ctx_in),
-            ctx_size_out: len32(ctx_out.len())?,
-            ctx_out: if ctx_out.is_empty() {
-                0
-            } else {
-                ctx_out.as_mut_ptr() as u64
-            },
-            flags: run.flags,
-            ..Default::default()
-        };
-        match bpf.prog_test_run(&mut attr) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
-                return Err(TestRunError::DataOutTooSmall {
-                    needed: attr.data_size_out as usize,
-                    capacity: out_cap,
-                })
-            }
-            Err(source) => return Err(TestRunError::Syscall { source }),
-        }
-        data_out.truncate(attr.data_size_out as usize);
-        ctx_out.truncate(attr.ctx_size_out as usize);
-        Ok(TestRunOutput {
-            retval: attr.retval,
-            duration_ns: attr.duration,
-            data_out,
-            ctx_out,
-        })
+        test_run_raw(bpf, self.fd.as_raw_fd(), run)
     }
+}
+
+/// BPF_PROG_TEST_RUN on any loaded program's descriptor (an object's
+/// program loaded through aya, say).
+pub fn test_run_fd(fd: BorrowedFd<'_>, run: &TestRun<'_>) -> Result<TestRunOutput, TestRunError> {
+    test_run_raw(&Syscall, fd.as_raw_fd(), run)
+}
+
+fn test_run_raw(
+    bpf: &impl Bpf,
+    prog_fd: std::os::fd::RawFd,
+    run: &TestRun<'_>,
+) -> Result<TestRunOutput, TestRunError> {
+    let len32 = |len: usize| u32::try_from(len).map_err(|_| TestRunError::TooLarge { len });
+    let out_cap = run.data_out_len.unwrap_or(run.data_in.len() + 4096);
+    let mut data_out = vec![0u8; out_cap];
+    let mut ctx_out = vec![0u8; run.ctx_out_len];
+    let ctx_in = run.ctx_in.unwrap_or(&[]);
+    let mut attr = TestRunAttr {
+        prog_fd: prog_fd as u32,
+        data_size_in: len32(run.data_in.len())?,
+        data_in: ptr_or_null(run.data_in),
+        data_size_out: len32(out_cap)?,
+        data_out: if out_cap > 0 {
+            data_out.as_mut_ptr() as u64
+        } else {
+            0
+        },
+        repeat: run.repeat,
+        ctx_size_in: len32(ctx_in.len())?,
+        ctx_in: ptr_or_null(ctx_in),
+        ctx_size_out: len32(ctx_out.len())?,
+        ctx_out: if ctx_out.is_empty() {
+            0
+        } else {
+            ctx_out.as_mut_ptr() as u64
+        },
+        flags: run.flags,
+        ..Default::default()
+    };
+    match bpf.prog_test_run(&mut attr) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+            return Err(TestRunError::DataOutTooSmall {
+                needed: attr.data_size_out as usize,
+                capacity: out_cap,
+            })
+        }
+        Err(source) => return Err(TestRunError::Syscall { source }),
+    }
+    data_out.truncate(attr.data_size_out as usize);
+    ctx_out.truncate(attr.ctx_size_out as usize);
+    Ok(TestRunOutput {
+        retval: attr.retval,
+        duration_ns: attr.duration,
+        data_out,
+        ctx_out,
+    })
 }
 
 fn ptr_or_null(s: &[u8]) -> u64 {

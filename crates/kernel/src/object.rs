@@ -4,8 +4,9 @@
 use crate::maps::{KernelMap, MapError};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::{
-    BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, PerfEvent, RawTracePoint,
-    SchedClassifier, SkMsg, SkSkb, SocketFilter, TcAttachType, TracePoint, UProbe, Xdp,
+    BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, FEntry, KProbe, Lsm,
+    PerfEvent, RawTracePoint, SchedClassifier, SkMsg, SkSkb, SocketFilter, TcAttachType,
+    TracePoint, UProbe, Xdp,
 };
 use aya::{Btf, Ebpf, EbpfLoader};
 use std::os::fd::BorrowedFd;
@@ -37,6 +38,15 @@ pub enum ObjectError {
         action: &'static str,
         message: String,
     },
+    #[error("program `{program}`: this kernel refused the {kind} program ({message}); it needs {feature}")]
+    Unsupported {
+        program: String,
+        kind: String,
+        feature: &'static str,
+        message: String,
+    },
+    #[error("program `{program}`: test run: {message}")]
+    TestRun { program: String, message: String },
     #[error(transparent)]
     Map(#[from] MapError),
 }
@@ -74,6 +84,22 @@ pub enum Attach<'a> {
     SocketFilter { socket: BorrowedFd<'a> },
     /// `cgroup_skb/ingress` or `cgroup_skb/egress` on a cgroup v2 directory.
     CgroupSkb { cgroup: &'a Path, egress: bool },
+    /// `kprobe` / `kretprobe` on a kernel function (needs CONFIG_KPROBES).
+    Kprobe { function: &'a str },
+    /// `fentry` / `fexit` on a kernel function (needs BPF trampolines).
+    Fentry { function: &'a str },
+    /// `lsm/HOOK` (needs BPF trampolines and the bpf LSM enabled).
+    Lsm { hook: &'a str },
+}
+
+/// The kernel feature a program kind depends on, for errors when the running
+/// kernel refuses it.
+fn needed_feature(kind: &str) -> &'static str {
+    match kind {
+        "kprobe" => "kprobes (CONFIG_KPROBES, with /sys/kernel/tracing/kprobe_events)",
+        "fentry" => "BPF trampolines (CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS and a JIT that supports them)",
+        _ => "the BPF LSM (CONFIG_BPF_LSM, with \"bpf\" in the lsm= boot parameter) and BPF trampolines",
+    }
 }
 
 /// How an XDP program attaches.
@@ -130,6 +156,24 @@ impl ObjectLoader {
 /// A loaded object. Dropping it detaches its programs and frees its maps.
 pub struct KernelObject {
     ebpf: Ebpf,
+}
+
+/// The error for a program kind the running kernel may not support: aya's
+/// reason, and the feature that is probably missing.
+fn unsupported_msg(program: &str, kind: &str, e: &dyn std::error::Error) -> ObjectError {
+    ObjectError::Unsupported {
+        program: program.to_string(),
+        kind: kind.to_string(),
+        feature: needed_feature(kind),
+        message: error_chain(e),
+    }
+}
+
+fn unsupported<'a>(
+    program: &'a str,
+    kind: &'a str,
+) -> impl Fn(aya::programs::ProgramError) -> ObjectError + 'a {
+    move |e| unsupported_msg(program, kind, &e)
 }
 
 /// Every kind of aya map wraps the same `MapData`.
@@ -335,8 +379,65 @@ impl KernelObject {
                 p.attach(dir, at, CgroupAttachMode::Single)
                     .map_err(fail("attach"))?;
             }
+            Attach::Kprobe { function } => {
+                let unsupported = unsupported(program, "kprobe");
+                let p = program_as!(self, program, KProbe, "kprobe");
+                p.load().map_err(&unsupported)?;
+                p.attach(function, 0).map_err(&unsupported)?;
+            }
+            Attach::Fentry { function } => {
+                let unsupported = unsupported(program, "fentry");
+                let btf = Btf::from_sys_fs().map_err(|e| unsupported_msg(program, "fentry", &e))?;
+                let p = program_as!(self, program, FEntry, "fentry");
+                p.load(function, &btf).map_err(&unsupported)?;
+                p.attach().map_err(&unsupported)?;
+            }
+            Attach::Lsm { hook } => {
+                let unsupported = unsupported(program, "lsm");
+                let btf = Btf::from_sys_fs().map_err(|e| unsupported_msg(program, "lsm", &e))?;
+                let p = program_as!(self, program, Lsm, "lsm");
+                p.load(hook, &btf).map_err(&unsupported)?;
+                p.attach().map_err(&unsupported)?;
+            }
         }
         Ok(())
+    }
+
+    /// Runs a networking program (XDP, tc, socket filter) once or `repeat`
+    /// times on a packet with BPF_PROG_TEST_RUN, loading it first if needed.
+    pub fn test_run(
+        &mut self,
+        program: &str,
+        run: &crate::TestRun<'_>,
+    ) -> Result<crate::TestRunOutput, ObjectError> {
+        let fail = |message: String| ObjectError::TestRun {
+            program: program.to_string(),
+            message,
+        };
+        let p = self
+            .ebpf
+            .program_mut(program)
+            .ok_or_else(|| ObjectError::NoProgram(program.to_string()))?;
+        if p.fd().is_err() {
+            let loaded = match p {
+                aya::programs::Program::Xdp(x) => x.load(),
+                aya::programs::Program::SchedClassifier(x) => x.load(),
+                aya::programs::Program::SocketFilter(x) => x.load(),
+                other => {
+                    return Err(fail(format!(
+                        "{:?} programs cannot be test-run here (XDP, tc and socket filters can)",
+                        other.prog_type()
+                    )))
+                }
+            };
+            loaded.map_err(|e| ObjectError::Program {
+                program: program.to_string(),
+                action: "load",
+                message: error_chain(&e),
+            })?;
+        }
+        let fd = p.fd().map_err(|e| fail(error_chain(&e)))?;
+        crate::test_run_fd(std::os::fd::AsFd::as_fd(fd), run).map_err(|e| fail(e.to_string()))
     }
 
     /// A descriptor of a sockmap or sockhash, to attach SK_SKB/SK_MSG to.

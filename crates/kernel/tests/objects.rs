@@ -296,3 +296,81 @@ fn cpu_clock_sampling_records_samples() {
     assert!(mine >= 50, "only {mine} samples hit this process");
     assert!(total >= mine, "per-CPU total {total} < {mine}");
 }
+
+#[test]
+fn kernels_without_kprobes_or_trampolines_say_which_feature_is_missing() {
+    if !available(false) {
+        return;
+    }
+    use bpfkit_kernel::object::ObjectError;
+    let mut obj = ObjectLoader::open(&object("needs_features.bpf.o"))
+        .unwrap()
+        .load()
+        .unwrap();
+    let cases: [(&str, Attach, &str); 3] = [
+        (
+            "on_kprobe",
+            Attach::Kprobe {
+                function: "do_sys_openat2",
+            },
+            "kprobes",
+        ),
+        (
+            "on_fentry",
+            Attach::Fentry {
+                function: "do_sys_openat2",
+            },
+            "trampolines",
+        ),
+        ("on_file_open", Attach::Lsm { hook: "file_open" }, "BPF LSM"),
+    ];
+    for (prog, at, feature) in cases {
+        match obj.attach(prog, at) {
+            // A kernel with the feature attaches: nothing to report.
+            Ok(()) => eprintln!("{prog}: this kernel supports it"),
+            Err(e @ ObjectError::Unsupported { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains(feature), "{text}");
+                assert!(text.contains(&format!("program `{prog}`")), "{text}");
+            }
+            Err(e) => panic!("{prog}: unexpected error kind: {e}"),
+        }
+    }
+}
+
+#[test]
+fn test_run_of_an_object_program_updates_its_maps() {
+    if !available(false) {
+        return;
+    }
+    let mut obj = ObjectLoader::open(&object("xdp_count.bpf.o"))
+        .unwrap()
+        .load()
+        .unwrap();
+    // Ethernet + IPv4 (ihl 5, protocol ICMP) + ICMP echo request.
+    let mut pkt = vec![0u8; 14 + 20 + 8];
+    pkt[12..14].copy_from_slice(&[0x08, 0x00]);
+    pkt[14] = 0x45;
+    pkt[14 + 9] = 1;
+    pkt[34] = 8;
+    let out = obj
+        .test_run(
+            "count_packets",
+            &bpfkit_kernel::TestRun::new(&pkt).repeat(10),
+        )
+        .unwrap();
+    assert_eq!(out.retval, 2, "XDP_PASS");
+    assert_eq!(out.data_out, pkt);
+    let echo = obj.map("echo_requests").unwrap();
+    let v = echo.lookup(&0u32.to_ne_bytes()).unwrap().unwrap();
+    assert_eq!(u64_at(&v, 0), 10);
+    // Programs that cannot be test-run say so.
+    let mut tp = ObjectLoader::open(&object("tracepoint_count.bpf.o"))
+        .unwrap()
+        .load()
+        .unwrap();
+    let e = tp
+        .test_run("count_openat", &bpfkit_kernel::TestRun::new(&pkt))
+        .unwrap_err();
+    assert!(e.to_string().contains("cannot be test-run here"), "{e}");
+}
