@@ -11,7 +11,8 @@ pub mod differential;
 mod object;
 
 pub use object::{
-    Attach, Engine, Error, Loaded, Map, Object, TypedMap, XdpMode, BPF_ANY, BPF_EXIST, BPF_NOEXIST,
+    Attach, Engine, Error, Loaded, Map, Object, RunOutput, TypedMap, XdpMode, BPF_ANY, BPF_EXIST,
+    BPF_NOEXIST,
 };
 
 pub use bpfkit_isa as isa;

@@ -111,6 +111,17 @@ impl Object {
     }
 }
 
+/// What a test run of a program returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunOutput {
+    /// The program's return value (its verdict).
+    pub retval: u64,
+    /// The packet after the run.
+    pub output: Vec<u8>,
+    /// Average time per run, as the engine measured it.
+    pub duration_ns: u64,
+}
+
 enum Inner {
     Kernel(KernelObject),
 }
@@ -148,6 +159,26 @@ impl Loaded {
                 object: self.name.clone(),
                 source,
             }),
+        }
+    }
+
+    /// Runs a packet program (XDP, tc, socket filter) on `input`, `repeat`
+    /// times (at least once), and returns its verdict and output packet.
+    pub fn run(&mut self, program: &str, input: &[u8], repeat: u32) -> Result<RunOutput, Error> {
+        match &mut self.inner {
+            Inner::Kernel(k) => {
+                let out = k
+                    .test_run(program, &bpfkit_kernel::TestRun::new(input).repeat(repeat))
+                    .map_err(|source| Error::Kernel {
+                        object: self.name.clone(),
+                        source,
+                    })?;
+                Ok(RunOutput {
+                    retval: out.retval as u64,
+                    output: out.data_out,
+                    duration_ns: out.duration_ns as u64,
+                })
+            }
         }
     }
 

@@ -136,3 +136,30 @@ fn bad_objects_and_engines_are_named_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn run_a_packet_program_and_read_what_it_counted() {
+    if !available() {
+        return;
+    }
+    let mut loaded = Object::open(object("xdp_count.bpf.o"))
+        .unwrap()
+        .load(Engine::Kernel)
+        .unwrap();
+    let mut pkt = vec![0u8; 14 + 20 + 8];
+    pkt[12..14].copy_from_slice(&[0x08, 0x00]);
+    pkt[14] = 0x45;
+    pkt[14 + 9] = 17; // UDP
+    let out = loaded.run("count_packets", &pkt, 3).unwrap();
+    assert_eq!(out.retval, 2);
+    assert_eq!(out.output, pkt);
+    let per_proto = loaded.map("proto_packets").unwrap();
+    let v = per_proto.lookup(&17u32.to_ne_bytes()).unwrap().unwrap();
+    let total: u64 = v
+        .chunks(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+        .sum();
+    assert_eq!(total, 3);
+    let e = loaded.run("nope", &pkt, 1).unwrap_err();
+    assert!(e.to_string().contains("no program `nope`"), "{e}");
+}
