@@ -24,13 +24,18 @@ pub enum Engine {
 
 #[derive(Debug, Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    // The causes are part of the message (not `#[source]`), so a report that
+    // also walks the error chain does not repeat them.
+    #[error("{path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{object}: {source}")]
-    Kernel { object: String, source: ObjectError },
+    #[error("{object}: {error}")]
+    Kernel { object: String, error: ObjectError },
+    /// A kernel map operation failed; the message names the map.
+    #[error("{0}")]
+    KernelMap(String),
     #[error("{object}: {what}")]
     Privilege { object: String, what: String },
     #[error("{object}: the {engine:?} engine cannot load ELF objects yet")]
@@ -49,9 +54,9 @@ pub struct Object {
 impl Object {
     pub fn open(path: impl AsRef<Path>) -> Result<Object, Error> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Read {
+        let bytes = std::fs::read(path).map_err(|error| Error::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Ok(Object {
             name: path.display().to_string(),
@@ -94,9 +99,9 @@ impl Object {
                 for (n, v) in &self.globals {
                     loader.set_global(n, v);
                 }
-                let obj = loader.load().map_err(|source| Error::Kernel {
+                let obj = loader.load().map_err(|error| Error::Kernel {
                     object: self.name.clone(),
-                    source,
+                    error,
                 })?;
                 Ok(Loaded {
                     name: self.name.clone(),
@@ -155,9 +160,9 @@ impl Loaded {
     /// the verifier's log in the error.
     pub fn attach(&mut self, program: &str, at: Attach<'_>) -> Result<(), Error> {
         match &mut self.inner {
-            Inner::Kernel(k) => k.attach(program, at).map_err(|source| Error::Kernel {
+            Inner::Kernel(k) => k.attach(program, at).map_err(|error| Error::Kernel {
                 object: self.name.clone(),
-                source,
+                error,
             }),
         }
     }
@@ -169,9 +174,9 @@ impl Loaded {
             Inner::Kernel(k) => {
                 let out = k
                     .test_run(program, &bpfkit_kernel::TestRun::new(input).repeat(repeat))
-                    .map_err(|source| Error::Kernel {
+                    .map_err(|error| Error::Kernel {
                         object: self.name.clone(),
-                        source,
+                        error,
                     })?;
                 Ok(RunOutput {
                     retval: out.retval as u64,
@@ -186,9 +191,9 @@ impl Loaded {
     pub fn map(&self, name: &str) -> Result<Map, Error> {
         match &self.inner {
             Inner::Kernel(k) => Ok(Map {
-                inner: MapInner::Kernel(k.map(name).map_err(|source| Error::Kernel {
+                inner: MapInner::Kernel(k.map(name).map_err(|error| Error::Kernel {
                     object: self.name.clone(),
-                    source,
+                    error,
                 })?),
             }),
         }
@@ -248,11 +253,9 @@ impl Map {
             MapInner::Kernel(m) => m.value_size,
         }
     }
+    // Kernel map errors already name the map.
     fn err(&self, e: impl std::fmt::Display) -> Error {
-        Error::Map {
-            map: self.name().to_string(),
-            what: e.to_string(),
-        }
+        Error::KernelMap(e.to_string())
     }
     pub fn lookup(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         match &self.inner {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 mod kernel_cmds;
+mod load_cmd;
 
 /// bpfkit: an eBPF toolkit with two engines, the Linux kernel and a userspace VM.
 #[derive(Parser)]
@@ -85,6 +86,33 @@ enum Command {
     Map {
         #[command(subcommand)]
         command: ListCommand,
+    },
+    /// Load an object into the kernel, attach programs and print maps every
+    /// interval until Ctrl-C, SIGTERM or --duration; then detach (needs root).
+    Load {
+        /// The clang-built eBPF object (ELF).
+        object: PathBuf,
+        /// Set a global before load: NAME=HEX, the bytes in memory order
+        /// (a u32 1 on x86-64 is 01000000).
+        #[arg(long = "global", value_name = "NAME=HEX")]
+        globals: Vec<String>,
+        /// Attach a program: tracepoint:CATEGORY:NAME=PROGRAM,
+        /// raw_tracepoint:NAME=PROGRAM, tp_btf:NAME=PROGRAM,
+        /// uprobe:PATH[@PID]:SYMBOL=PROGRAM, xdp:IFACE[:generic|:driver]=PROGRAM
+        /// (generic by default), tc:IFACE:ingress|egress=PROGRAM,
+        /// perf_event:FREQ=PROGRAM.
+        #[arg(long, value_name = "SPEC")]
+        attach: Vec<String>,
+        /// Print this map's entries (hex key = hex value, 8-byte values also
+        /// in decimal, per-CPU 8-byte values summed) every interval.
+        #[arg(long, value_name = "MAP")]
+        watch: Vec<String>,
+        /// Seconds between map prints.
+        #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+        interval: f64,
+        /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+        #[arg(long, value_name = "SECS")]
+        duration: Option<f64>,
     },
 }
 
@@ -182,6 +210,21 @@ fn run(cli: Cli) -> Result<()> {
         Command::Map {
             command: ListCommand::List { json },
         } => kernel_cmds::map_list(json)?,
+        Command::Load {
+            object,
+            globals,
+            attach,
+            watch,
+            interval,
+            duration,
+        } => load_cmd::load(load_cmd::LoadArgs {
+            object,
+            globals,
+            attach,
+            watch,
+            interval,
+            duration,
+        })?,
     }
     Ok(())
 }
