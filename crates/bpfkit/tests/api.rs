@@ -100,8 +100,19 @@ fn verifier_rejection_is_an_error_with_the_log() {
         .unwrap_err();
     let text = e.to_string();
     assert!(text.contains("verifier_reject.bpf.o"), "{text}");
-    assert!(text.contains("program `unchecked_read`: load"), "{text}");
-    assert!(text.contains("invalid access to packet"), "{text}");
+    let first = text.lines().next().unwrap();
+    // The complaint, and the failing instruction through bpfkit's own
+    // disassembler, on the first line; the whole log after it.
+    assert!(
+        first.contains("program `unchecked_read`: the verifier rejected it"),
+        "{first}"
+    );
+    assert!(first.contains("invalid access to packet"), "{first}");
+    assert!(
+        first.ends_with("at instruction 1: w1 = *(u8 *)(r1 + 0xc)"),
+        "{first}"
+    );
+    assert!(text.contains("1: (71) r1 = *(u8 *)(r1 +12)"), "{text}");
 }
 
 #[test]

@@ -44,6 +44,20 @@ impl VerifierLog {
     }
 }
 
+impl VerifierLog {
+    /// The index of the instruction the verifier stopped at: the last
+    /// `N: (op) ...` line of the trace.
+    pub fn failing_insn(&self) -> Option<usize> {
+        self.0.lines().rev().find_map(|l| {
+            let (n, rest) = l.split_once(": (")?;
+            let code = rest.get(..3)?;
+            (code.ends_with(')') && u8::from_str_radix(&code[..2], 16).is_ok())
+                .then(|| n.parse().ok())
+                .flatten()
+        })
+    }
+}
+
 fn is_stats(line: &str) -> bool {
     [
         "processed ",
@@ -83,6 +97,18 @@ impl std::fmt::Display for VerifierLog {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn failing_insn_is_the_last_trace_line() {
+        let log = super::VerifierLog::new(
+            "0: R1=ctx() R10=fp0\n0: (61) r1 = *(u32 *)(r1 +0)\n; x @ a.c:14\n1: (71) r1 = *(u8 *)(r1 +12)\ninvalid access to packet\nprocessed 2 insns\n",
+        );
+        assert_eq!(log.failing_insn(), Some(1));
+        assert_eq!(
+            super::VerifierLog::new("no trace here").failing_insn(),
+            None
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -45,10 +45,34 @@ pub enum ObjectError {
         feature: &'static str,
         message: String,
     },
+    #[error("program `{}`: the verifier rejected it ({}): {}{}\n{}", .0.program, .0.errno, .0.reason, .0.at_text(), .0.log)]
+    Rejected(Box<Rejection>),
     #[error("program `{program}`: test run: {message}")]
     TestRun { program: String, message: String },
     #[error(transparent)]
     Map(#[from] MapError),
+}
+
+/// What the verifier said about a program it refused.
+#[derive(Debug)]
+pub struct Rejection {
+    pub program: String,
+    pub errno: String,
+    /// The verifier's complaint.
+    pub reason: String,
+    /// The instruction it stopped at, disassembled by bpfkit.
+    pub at: Option<(usize, String)>,
+    /// The whole verifier log.
+    pub log: String,
+}
+
+impl Rejection {
+    fn at_text(&self) -> String {
+        self.at
+            .as_ref()
+            .map(|(pc, text)| format!(" at instruction {pc}: {text}"))
+            .unwrap_or_default()
+    }
 }
 
 /// Where to attach a program.
@@ -149,13 +173,57 @@ impl ObjectLoader {
         let ebpf = loader
             .load(&self.bytes)
             .map_err(|e| ObjectError::Load(error_chain(&e)))?;
-        Ok(KernelObject { ebpf })
+        Ok(KernelObject {
+            ebpf,
+            bytes: self.bytes.clone(),
+        })
     }
 }
 
 /// A loaded object. Dropping it detaches its programs and frees its maps.
 pub struct KernelObject {
     ebpf: Ebpf,
+    /// The ELF, to show a rejected program's instructions with bpfkit's own
+    /// disassembler.
+    bytes: Vec<u8>,
+}
+
+/// A verifier rejection: the log, and the instruction it stopped at as
+/// bpfkit's disassembler shows it (from the object's own bytes; map loads
+/// show before relocation).
+fn rejected(bytes: &[u8], program: &str, errno: &std::io::Error, log: &str) -> ObjectError {
+    let log = crate::VerifierLog::new(log);
+    let at = log.failing_insn().and_then(|pc| {
+        let slots = program_slots(bytes, program)?;
+        let insn = bpfkit_isa::Instruction::decode(&slots, pc).ok()?;
+        Some((
+            pc,
+            bpfkit_isa::disasm::format_insn(&insn, bpfkit_isa::Dialect::Llvm),
+        ))
+    });
+    ObjectError::Rejected(Box::new(Rejection {
+        program: program.to_string(),
+        errno: errno.to_string(),
+        reason: log.error_line().to_string(),
+        at,
+        log: log.as_str().to_string(),
+    }))
+}
+
+/// The instruction slots of a program's function in the ELF.
+fn program_slots(bytes: &[u8], program: &str) -> Option<Vec<bpfkit_isa::RawInsn>> {
+    let obj = aya_obj::Object::parse(bytes).ok()?;
+    let f = obj.functions.values().find(|f| f.name == program)?;
+    Some(
+        f.instructions
+            .iter()
+            .map(|i| {
+                // SAFETY: bpf_insn is the 8-byte kernel instruction layout.
+                let b: [u8; 8] = unsafe { std::mem::transmute_copy(i) };
+                bpfkit_isa::RawInsn::from_bytes(b)
+            })
+            .collect(),
+    )
 }
 
 /// The error for a program kind the running kernel may not support: aya's
@@ -253,11 +321,18 @@ impl KernelObject {
 
     /// Loads (verifies) and attaches a program.
     pub fn attach(&mut self, program: &str, at: Attach<'_>) -> Result<(), ObjectError> {
+        let bytes = &self.bytes;
         let fail = |action: &'static str| {
-            move |e: aya::programs::ProgramError| ObjectError::Program {
-                program: program.to_string(),
-                action,
-                message: error_chain(&e),
+            move |e: aya::programs::ProgramError| match e {
+                aya::programs::ProgramError::LoadError {
+                    io_error,
+                    verifier_log,
+                } => rejected(bytes, program, &io_error, &verifier_log.to_string()),
+                e => ObjectError::Program {
+                    program: program.to_string(),
+                    action,
+                    message: error_chain(&e),
+                },
             }
         };
         match at {
