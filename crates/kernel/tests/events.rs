@@ -3,40 +3,11 @@
 //! only: skipped with a reason otherwise, and a skip fails the run under
 //! CI=true.
 
+mod common;
 use bpfkit_kernel::events::{EventError, PerfBufReader, RingBufReader};
 use bpfkit_kernel::object::{Attach, KernelObject, ObjectLoader};
-use bpfkit_kernel::probe;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use common::{available, object, u64_at};
 use std::time::Duration;
-
-fn skip(reason: &str) -> bool {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("kernel test skipped: {reason}\n(CI=true: a skipped kernel test is a failure)");
-    }
-    let _ = writeln!(std::io::stderr(), "kernel test skipped: {reason}");
-    true
-}
-
-fn available(need_tracefs: bool) -> bool {
-    if let Err(e) = probe() {
-        return !skip(&e.to_string());
-    }
-    if need_tracefs && !Path::new("/sys/kernel/tracing/events").exists() {
-        return !skip("tracefs is not mounted at /sys/kernel/tracing (mount -t tracefs tracefs /sys/kernel/tracing)");
-    }
-    true
-}
-
-fn object(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../bpf/kernel")
-        .join(name)
-}
-
-fn u64_at(bytes: &[u8], i: usize) -> u64 {
-    u64::from_ne_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap())
-}
 
 /// Both event tests trigger on getppid of this whole process: they take
 /// turns.

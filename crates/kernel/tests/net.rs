@@ -2,35 +2,13 @@
 //! test creates (and deletes), with traffic only between them. Root only:
 //! skipped with a reason otherwise, a failure under CI=true.
 
+mod common;
 use bpfkit_kernel::object::{Attach, ObjectLoader, XdpMode};
-use bpfkit_kernel::probe;
-use std::io::Write;
+use common::{available, object, u64_at};
 use std::net::UdpSocket;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
-
-fn available() -> bool {
-    let reason = match probe() {
-        Err(e) => e.to_string(),
-        Ok(()) if Command::new("ip").arg("-V").output().is_err() => {
-            "the `ip` command (iproute2) is missing".to_string()
-        }
-        Ok(()) => return true,
-    };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("kernel test skipped: {reason}\n(CI=true: a skipped kernel test is a failure)");
-    }
-    let _ = writeln!(std::io::stderr(), "kernel test skipped: {reason}");
-    false
-}
-
-fn object(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../bpf/kernel")
-        .join(name)
-}
 
 fn run(args: &[&str]) {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
@@ -130,12 +108,8 @@ impl Drop for Pair {
     }
 }
 
-fn u64_at(bytes: &[u8], i: usize) -> u64 {
-    u64::from_ne_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap())
-}
-
 fn xdp_counts_pings(mode: XdpMode) {
-    if !available() {
+    if !available(false) {
         return;
     }
     let pair = Pair::new();
@@ -179,7 +153,7 @@ fn xdp_generic_mode_counts_pings() {
 
 #[test]
 fn tc_drops_rewrites_and_passes_udp() {
-    if !available() {
+    if !available(false) {
         return;
     }
     let pair = Pair::new();

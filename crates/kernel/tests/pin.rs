@@ -2,36 +2,12 @@
 //! open again by path. Root only: skipped with a reason otherwise, and a skip
 //! fails the run under CI=true.
 
+mod common;
 use bpfkit_kernel::object::ObjectLoader;
 use bpfkit_kernel::pin::{self, PinError, BPF_FS_MAGIC};
 use bpfkit_kernel::probe;
-use std::io::Write;
+use common::{available, object};
 use std::path::{Path, PathBuf};
-
-fn skip(reason: &str) -> bool {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("kernel test skipped: {reason}\n(CI=true: a skipped kernel test is a failure)");
-    }
-    let _ = writeln!(std::io::stderr(), "kernel test skipped: {reason}");
-    true
-}
-
-/// Whether the kernel and bpffs at /sys/fs/bpf are usable; prints why not.
-fn available() -> bool {
-    if let Err(e) = probe() {
-        return !skip(&e.to_string());
-    }
-    if let Err(e) = pin::check_bpffs(Path::new("/sys/fs/bpf/x")) {
-        return !skip(&e.to_string());
-    }
-    true
-}
-
-fn object(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../bpf/kernel")
-        .join(name)
-}
 
 /// A pin path of this process's own, removed when dropped.
 struct PinPath(PathBuf);
@@ -55,7 +31,7 @@ impl Drop for PinPath {
 
 #[test]
 fn a_pinned_map_outlives_its_object_and_opens_again() {
-    if !available() {
+    if !available(false) {
         return;
     }
     let path = PinPath::new("openat-calls");
@@ -96,7 +72,7 @@ fn a_pinned_map_outlives_its_object_and_opens_again() {
 
 #[test]
 fn pinning_twice_and_missing_maps_are_errors() {
-    if !available() {
+    if !available(false) {
         return;
     }
     let path = PinPath::new("twice");

@@ -3,37 +3,15 @@
 //! and cgroup_skb counters. Root only: skipped with a reason otherwise, a
 //! failure under CI=true.
 
+mod common;
 use bpfkit_kernel::object::{Attach, KernelObject, ObjectLoader};
-use bpfkit_kernel::probe;
+use common::{available, object, u64_at};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::Duration;
-
-fn available() -> bool {
-    match probe() {
-        Ok(()) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("kernel test skipped: {e}\n(CI=true: a skipped kernel test is a failure)")
-        }
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "kernel test skipped: {e}");
-            false
-        }
-    }
-}
-
-fn object(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../bpf/kernel")
-        .join(name)
-}
-
-fn u64_at(bytes: &[u8], i: usize) -> u64 {
-    u64::from_ne_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap())
-}
 
 /// A connected pair on loopback: (client, server side).
 fn tcp_pair() -> (TcpStream, TcpStream) {
@@ -59,7 +37,7 @@ fn payload(len: usize, seed: u8) -> Vec<u8> {
 
 #[test]
 fn sockmap_splices_two_tcp_connections_both_ways() {
-    if !available() {
+    if !available(false) {
         return;
     }
     let mut obj = ObjectLoader::open(&object("sockmap_redirect.bpf.o"))
@@ -115,7 +93,7 @@ fn sockmap_splices_two_tcp_connections_both_ways() {
 
 #[test]
 fn sk_msg_redirects_sendmsg_into_another_socket() {
-    if !available() {
+    if !available(false) {
         return;
     }
     let mut obj = ObjectLoader::open(&object("sockmap_redirect.bpf.o"))
@@ -169,7 +147,7 @@ fn sk_msg_redirects_sendmsg_into_another_socket() {
 
 #[test]
 fn socket_filter_keeps_only_matching_datagrams() {
-    if !available() {
+    if !available(false) {
         return;
     }
     let mut obj = ObjectLoader::open(&object("socket_filter.bpf.o"))
@@ -208,7 +186,7 @@ fn cgroup2_root() -> Option<PathBuf> {
 
 #[test]
 fn cgroup_skb_counts_a_cgroups_traffic() {
-    if !available() {
+    if !available(false) {
         return;
     }
     let Some(root) = cgroup2_root() else {
