@@ -17,7 +17,6 @@ use bpfkit_isa::gen::{self, GenConfig, Rng};
 use bpfkit_isa::testfile::{self, Parsed};
 use bpfkit_isa::{asm::assemble, Dialect};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// Whether the kernel side can run; prints why not once.
@@ -39,14 +38,6 @@ fn kernel_available() -> bool {
             panic!("{msg}\n(CI=true: a skipped kernel test is a failure)")
         }
         Err(_) => false,
-    }
-}
-
-fn conformance_dir() -> PathBuf {
-    match std::env::var_os("BPFKIT_CONFORMANCE_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/conformance/bpf_conformance/tests"),
     }
 }
 
@@ -104,7 +95,7 @@ fn conformance_suite_agrees_with_the_kernel() {
     if !kernel_available() {
         return;
     }
-    let dir = conformance_dir();
+    let dir = testfile::suite_dir();
     let files = testfile::list(&dir).unwrap_or_else(|e| {
         panic!("conformance tests not found ({e}); set BPFKIT_CONFORMANCE_DIR")
     });

@@ -13,7 +13,7 @@
 //! - `detached` at the end.
 
 use anyhow::{anyhow, bail, Context, Result};
-use bpfkit::{Attach, Engine, Loaded, Object, XdpMode};
+use bpfkit::{Attach, Engine, Map, Object, XdpMode};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -241,8 +241,8 @@ fn u64_le(b: &[u8]) -> u64 {
 }
 
 /// One line per entry of `map`, prefixed with the elapsed time.
-fn print_map(obj: &Loaded, name: &str, elapsed: Duration) -> Result<()> {
-    let map = obj.map(name).map_err(flat)?;
+fn print_map(map: &Map, elapsed: Duration) -> Result<()> {
+    let name = map.name();
     let vsize = map.value_size();
     let stamp = format!("[+{:.3}s]", elapsed.as_secs_f64());
     let keys = map.keys().map_err(flat)?;
@@ -320,6 +320,8 @@ pub fn load(args: LoadArgs) -> Result<()> {
     }
     let mut maps = loaded.map_names();
     maps.sort();
+    // Opened once: each interval only reads them.
+    let mut watched = Vec::with_capacity(args.watch.len());
     for w in &args.watch {
         if !maps.contains(w) {
             bail!(
@@ -327,8 +329,9 @@ pub fn load(args: LoadArgs) -> Result<()> {
                 maps.join(", ")
             );
         }
-        if let Err(e) = loaded.map(w).and_then(|m| m.keys()) {
-            bail!("--watch `{w}`: cannot list its entries (is it a ring buffer or perf event array?): {e}");
+        match loaded.map(w).and_then(|m| m.keys().map(|_| m)) {
+            Ok(m) => watched.push(m),
+            Err(e) => bail!("--watch `{w}`: cannot list its entries (is it a ring buffer or perf event array?): {e}"),
         }
     }
     for s in &specs {
@@ -356,8 +359,8 @@ pub fn load(args: LoadArgs) -> Result<()> {
             break;
         }
         if now >= next {
-            for w in &args.watch {
-                print_map(&loaded, w, now - start)?;
+            for m in &watched {
+                print_map(m, now - start)?;
             }
             next += interval;
             if next < now {
@@ -371,8 +374,8 @@ pub fn load(args: LoadArgs) -> Result<()> {
         std::thread::sleep(wake.saturating_duration_since(Instant::now()).min(tick));
     }
     // A last look, so the final counts are always shown.
-    for w in &args.watch {
-        print_map(&loaded, w, start.elapsed())?;
+    for m in &watched {
+        print_map(m, start.elapsed())?;
     }
     drop(loaded);
     println!("detached");

@@ -192,14 +192,6 @@ fn errors_name_the_place() {
     );
 }
 
-fn suite_dir() -> PathBuf {
-    match std::env::var_os("BPFKIT_CONFORMANCE_DIR") {
-        Some(d) => d.into(),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/conformance/bpf_conformance/tests"),
-    }
-}
-
 /// Formats bytes the way the bpf_conformance runner hands them to a plugin.
 fn runner_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}  ")).collect()
@@ -227,7 +219,7 @@ fn plugin(mem: &[u8], program: &[RawInsn], extra: &[&str]) -> Output {
 /// the whole suite.
 #[test]
 fn plugin_passes_the_conformance_suite() {
-    let files = testfile::list(&suite_dir()).unwrap();
+    let files = testfile::list(&testfile::suite_dir()).unwrap();
     assert!(files.len() >= 313);
     let mut failures = Vec::new();
     for path in &files {

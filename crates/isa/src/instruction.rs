@@ -69,6 +69,19 @@ pub enum ByteOrder {
     Swap,
 }
 
+impl ByteOrder {
+    pub const ALL: [ByteOrder; 3] = [ByteOrder::ToLe, ByteOrder::ToBe, ByteOrder::Swap];
+
+    /// The mnemonic stem both dialects print (`le16`, `be32`, `bswap64`).
+    pub const fn mnemonic(self) -> &'static str {
+        match self {
+            ByteOrder::ToLe => "le",
+            ByteOrder::ToBe => "be",
+            ByteOrder::Swap => "bswap",
+        }
+    }
+}
+
 /// Legacy packet-access modes (`BPF_LD | BPF_ABS` and `BPF_LD | BPF_IND`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PacketMode {

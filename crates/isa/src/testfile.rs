@@ -167,6 +167,16 @@ pub fn load(path: &Path) -> Result<Parsed, TestFileError> {
     parse(path, &text)
 }
 
+/// Where the bpf_conformance `tests` directory is: `BPFKIT_CONFORMANCE_DIR`,
+/// else `shared/conformance/bpf_conformance/tests` beside the repository.
+pub fn suite_dir() -> PathBuf {
+    match std::env::var_os("BPFKIT_CONFORMANCE_DIR") {
+        Some(d) => d.into(),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/conformance/bpf_conformance/tests"),
+    }
+}
+
 /// Every `.data` file in a directory, sorted by name.
 pub fn list(dir: &Path) -> Result<Vec<PathBuf>, TestFileError> {
     let rd = std::fs::read_dir(dir).map_err(|source| TestFileError::Io {

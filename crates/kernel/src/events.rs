@@ -77,17 +77,6 @@ fn take_map(
         .ok_or_else(|| EventError::NoMap(name.to_string()))
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 /// AsyncFd panics outside a runtime: check first, before the map is taken.
 fn need_runtime(map: &str) -> Result<(), EventError> {
     match tokio::runtime::Handle::try_current() {
@@ -129,7 +118,7 @@ impl RingBufReader {
         let ring = RingBuf::try_from(m).map_err(|e| EventError::Open {
             map: name.to_string(),
             action: "map the ring buffer",
-            message: chain(&e),
+            message: crate::error_chain(&e),
         })?;
         let ring = register(ring, name)?;
         Ok(RingBufReader {
@@ -226,8 +215,8 @@ impl PerfBufReader {
             action,
             message,
         };
-        let mut array =
-            PerfEventArray::try_from(m).map_err(|e| open_err("open the array", chain(&e)))?;
+        let mut array = PerfEventArray::try_from(m)
+            .map_err(|e| open_err("open the array", crate::error_chain(&e)))?;
         let cpus = aya::util::online_cpus()
             .map_err(|(what, e)| open_err("list online CPUs", format!("{what}: {e}")))?;
         let mut buffers = Vec::with_capacity(cpus.len());
@@ -235,7 +224,7 @@ impl PerfBufReader {
             let buf = array.open(cpu, page_count).map_err(|e| {
                 open_err(
                     "open a CPU's perf buffer",
-                    format!("CPU {cpu}: {}", chain(&e)),
+                    format!("CPU {cpu}: {}", crate::error_chain(&e)),
                 )
             })?;
             let buf = register(buf, name)?;

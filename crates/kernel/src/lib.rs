@@ -22,6 +22,20 @@ mod caps;
 pub mod events;
 mod log;
 pub mod maps;
+
+/// An error and its causes on one line (aya's errors keep the syscall's
+/// reason in their sources).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 pub mod object;
 pub mod pin;
 mod probe;

@@ -89,6 +89,9 @@ pub struct KernelMap {
     pub key_size: usize,
     pub value_size: usize,
     pub max_entries: u32,
+    /// Bytes a lookup returns (one slot per possible CPU for per-CPU maps),
+    /// worked out once when the map is opened.
+    value_buffer_len: usize,
     fd: OwnedFd,
 }
 
@@ -111,6 +114,11 @@ impl KernelMap {
             op: "open by id",
             source,
         })?;
+        let value_buffer_len = if is_percpu(map_type) {
+            value_size.div_ceil(8) * 8 * possible_cpus()
+        } else {
+            value_size
+        };
         Ok(KernelMap {
             name: name.to_string(),
             id,
@@ -118,24 +126,16 @@ impl KernelMap {
             key_size,
             value_size,
             max_entries,
+            value_buffer_len,
             // SAFETY: the kernel returned a new descriptor we now own.
             fd: unsafe { OwnedFd::from_raw_fd(fd as i32) },
         })
     }
 
-    fn is_percpu(&self) -> bool {
-        // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE
-        matches!(self.map_type, 5 | 6 | 10 | 21)
-    }
-
     /// Bytes one lookup returns: the value, or one 8-byte-aligned slot per
     /// possible CPU for per-CPU maps.
     pub fn value_buffer_len(&self) -> usize {
-        if self.is_percpu() {
-            self.value_size.div_ceil(8) * 8 * possible_cpus()
-        } else {
-            self.value_size
-        }
+        self.value_buffer_len
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), MapError> {
@@ -237,6 +237,11 @@ impl KernelMap {
             }
         }
     }
+}
+
+/// PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE.
+fn is_percpu(map_type: u32) -> bool {
+    matches!(map_type, 5 | 6 | 10 | 21)
 }
 
 /// Possible CPUs, as /sys/devices/system/cpu/possible lists them (per-CPU

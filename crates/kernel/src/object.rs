@@ -1,6 +1,7 @@
 //! clang-built eBPF objects in the kernel, on aya: globals set before load,
 //! programs loaded and attached by name, maps reached by name.
 
+use crate::error_chain;
 use crate::maps::{KernelMap, MapError};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::{
@@ -279,17 +280,6 @@ fn map_data(m: &aya::maps::Map) -> &aya::maps::MapData {
         | Unsupported(d)
         | XskMap(d) => d,
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 macro_rules! program_as {

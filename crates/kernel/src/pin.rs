@@ -17,9 +17,7 @@
 use crate::maps::{KernelMap, MapError};
 use crate::object::KernelObject;
 use aya::maps::MapData;
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -59,31 +57,6 @@ pub enum PinError {
     Map(#[from] MapError),
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
-/// The `f_type` of the filesystem holding `dir`.
-fn fs_type(dir: &Path) -> io::Result<i64> {
-    let c = CString::new(dir.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: zeroed statfs is a valid out-parameter.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c is NUL-terminated; st is a valid pointer.
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    #[allow(clippy::unnecessary_cast)] // f_type's width differs by target
-    Ok(st.f_type as i64)
-}
-
 /// Checks that `path` (a pin, or a pin to be) lies on bpffs: its directory
 /// must exist on a BPF filesystem.
 pub fn check_bpffs(path: &Path) -> Result<(), PinError> {
@@ -91,7 +64,7 @@ pub fn check_bpffs(path: &Path) -> Result<(), PinError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let t = fs_type(dir).map_err(|source| PinError::Io {
+    let t = crate::setup::fs_type(dir).map_err(|source| PinError::Io {
         path: path.to_path_buf(),
         action: if source.kind() == io::ErrorKind::NotFound {
             "its directory does not exist (create it under a bpffs mount, e.g. /sys/fs/bpf)"
@@ -121,7 +94,7 @@ pub fn pin_map(obj: &mut KernelObject, name: &str, path: &Path) -> Result<(), Pi
     m.pin(path).map_err(|e| PinError::Bpf {
         path: path.to_path_buf(),
         action: "pin (BPF_OBJ_PIN)",
-        message: chain(&e),
+        message: crate::error_chain(&e),
     })
 }
 
@@ -133,7 +106,7 @@ pub fn open_pinned(path: &Path) -> Result<KernelMap, PinError> {
         move |e: aya::maps::MapError| PinError::Bpf {
             path: path.to_path_buf(),
             action,
-            message: chain(&e),
+            message: crate::error_chain(&e),
         }
     };
     let data = MapData::from_pin(path).map_err(bpf_err("open (BPF_OBJ_GET)"))?;

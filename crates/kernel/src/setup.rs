@@ -45,14 +45,23 @@ pub struct MountError {
     pub reason: String,
 }
 
-/// Whether `path` is the root of a filesystem with this statfs magic.
-fn is_mounted(path: &Path, magic: i64) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
+/// The statfs `f_type` (magic) of the filesystem holding `path`.
+pub(crate) fn fs_type(path: &Path) -> std::io::Result<i64> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: a zeroed statfs is a valid out-parameter.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c is a valid C string and st a valid out-pointer.
-    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == magic }
+    // SAFETY: c is NUL-terminated and st a valid pointer.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs by target
+    Ok(st.f_type as i64)
+}
+
+/// Whether `path` is on a filesystem with this statfs magic.
+fn is_mounted(path: &Path, magic: i64) -> bool {
+    fs_type(path).is_ok_and(|t| t == magic)
 }
 
 /// Makes sure the filesystem is mounted at its usual place, mounting it if

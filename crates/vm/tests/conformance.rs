@@ -3,19 +3,10 @@
 
 use bpfkit_isa::testfile::{self, Parsed};
 use bpfkit_vm::{Interpreter, Program};
-use std::path::PathBuf;
-
-fn suite_dir() -> PathBuf {
-    match std::env::var_os("BPFKIT_CONFORMANCE_DIR") {
-        Some(d) => d.into(),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/conformance/bpf_conformance/tests"),
-    }
-}
 
 #[test]
 fn all_conformance_vectors_pass() {
-    let dir = suite_dir();
+    let dir = testfile::suite_dir();
     let files = testfile::list(&dir).unwrap_or_else(|e| panic!("conformance suite: {e}"));
     assert!(
         files.len() >= 313,

@@ -87,12 +87,9 @@ pub fn parse(line: &str) -> Result<Parsed, String> {
             imm: (lo | (hi << 32)) as i64,
         });
     }
-    for (prefix, order) in [
-        ("bswap", ByteOrder::Swap),
-        ("swap", ByteOrder::Swap),
-        ("be", ByteOrder::ToBe),
-        ("le", ByteOrder::ToLe),
-    ] {
+    // ubpf's older `swapN` spelling is accepted beside the table's names.
+    let orders = ByteOrder::ALL.map(|o| (o.mnemonic(), o));
+    for (prefix, order) in orders.into_iter().chain([("swap", ByteOrder::Swap)]) {
         if let Some(bits) = mnemonic.strip_prefix(prefix) {
             if let Ok(bits @ (16 | 32 | 64)) = bits.parse::<u8>() {
                 want(1)?;

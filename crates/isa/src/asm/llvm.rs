@@ -924,13 +924,9 @@ fn reg_name(w: &str) -> Option<Result<RegOp, String>> {
 
 /// `le16`, `be32`, `bswap64` -> (order, bits); other widths -> error.
 fn endian(w: &str) -> Option<Result<(ByteOrder, u8), String>> {
-    let (order, bits) = [
-        ("bswap", ByteOrder::Swap),
-        ("le", ByteOrder::ToLe),
-        ("be", ByteOrder::ToBe),
-    ]
-    .into_iter()
-    .find_map(|(p, o)| w.strip_prefix(p).map(|b| (o, b)))?;
+    let (order, bits) = ByteOrder::ALL
+        .into_iter()
+        .find_map(|o| w.strip_prefix(o.mnemonic()).map(|b| (o, b)))?;
     if bits.is_empty() || !bits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

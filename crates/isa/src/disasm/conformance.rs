@@ -1,4 +1,4 @@
-use crate::{AtomicOp, ByteOrder, CallKind, Instruction, PacketMode, Pseudo, Size, Source, Width};
+use crate::{AtomicOp, CallKind, Instruction, PacketMode, Pseudo, Size, Source, Width};
 
 fn mem(r: crate::Reg, off: i16) -> String {
     if off < 0 {
@@ -42,11 +42,7 @@ pub fn format(insn: &Instruction) -> String {
         }
         Instruction::Neg { width, dst } => format!("neg{} %r{}", w(width), dst.num()),
         Instruction::Endian { order, bits, dst } => {
-            let m = match order {
-                ByteOrder::ToLe => "le",
-                ByteOrder::ToBe => "be",
-                ByteOrder::Swap => "bswap",
-            };
+            let m = order.mnemonic();
             format!("{m}{bits} %r{}", dst.num())
         }
         Instruction::LoadImm64 { dst, pseudo, imm } => {

@@ -19,9 +19,7 @@
 //! | `ldind` with imm != 0            | `r0 = *(u32 *)skb[r1 + 0x4]`            | objdump prints `skb[r1]` whatever the imm; the kernel prints `skb[r1 + 4]` |
 //! | load-acquire / store-release     | `w0 = load_acquire((u8 *)(r1 + 0x0))`, `store_release((u64 *)(r1 + 0x0), r2)` | LLVM 21 syntax; LLVM 19 prints `<unknown>` |
 
-use crate::{
-    AtomicOp, ByteOrder, CallKind, Instruction, PacketMode, Pseudo, Reg, Size, Source, Width,
-};
+use crate::{AtomicOp, CallKind, Instruction, PacketMode, Pseudo, Reg, Size, Source, Width};
 
 /// Signed hexadecimal, the way LLVM prints immediates and offsets.
 fn hex(v: i64) -> String {
@@ -98,11 +96,7 @@ pub fn format(insn: &Instruction) -> String {
             format!("{d} = -{d}")
         }
         Instruction::Endian { order, bits, dst } => {
-            let m = match order {
-                ByteOrder::ToLe => "le",
-                ByteOrder::ToBe => "be",
-                ByteOrder::Swap => "bswap",
-            };
+            let m = order.mnemonic();
             format!("r{0} = {m}{bits} r{0}", dst.num())
         }
         Instruction::LoadImm64 { dst, pseudo, imm } => {
