@@ -7,12 +7,13 @@
 //! input: any difference is a bug (in the VM, usually: the kernel is the
 //! reference).
 
+pub mod compare;
 pub mod differential;
 mod object;
 
 pub use object::{
-    Attach, Engine, Error, Loaded, Map, Object, RunOutput, TypedMap, XdpMode, BPF_ANY, BPF_EXIST,
-    BPF_NOEXIST,
+    Attach, Engine, Entry, Error, Loaded, Map, Object, RunOutput, TypedMap, XdpMode, BPF_ANY,
+    BPF_EXIST, BPF_NOEXIST,
 };
 
 pub use bpfkit_isa as isa;

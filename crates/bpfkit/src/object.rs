@@ -5,9 +5,14 @@
 
 use bpfkit_kernel::maps::KernelMap;
 use bpfkit_kernel::object::{KernelObject, ObjectError, ObjectLoader};
+use bpfkit_object::{BtfInfo, MapSpec, ObjectFile};
+use bpfkit_vm::maps::{BpfMap, MapError};
+use bpfkit_vm::Instance;
 use bytemuck::Pod;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
 use thiserror::Error;
 
 pub use bpfkit_kernel::maps::{BPF_ANY, BPF_EXIST, BPF_NOEXIST};
@@ -38,8 +43,23 @@ pub enum Error {
     KernelMap(String),
     #[error("{object}: {what}")]
     Privilege { object: String, what: String },
-    #[error("{object}: the {engine:?} engine cannot load ELF objects yet")]
-    EngineUnavailable { object: String, engine: Engine },
+    #[error("{object}: {error}")]
+    Object {
+        object: String,
+        error: bpfkit_object::ObjectError,
+    },
+    #[error("{object}: {error}")]
+    Vm {
+        object: String,
+        error: bpfkit_vm::InstanceError,
+    },
+    #[error("{object}: {error}")]
+    VmRun {
+        object: String,
+        error: bpfkit_vm::RunError,
+    },
+    #[error("{object}: {what}")]
+    Unsupported { object: String, what: String },
     #[error("map `{map}`: {what}")]
     Map { map: String, what: String },
 }
@@ -105,14 +125,39 @@ impl Object {
                 })?;
                 Ok(Loaded {
                     name: self.name.clone(),
+                    // For BTF formatting only: the kernel engine does not
+                    // need bpfkit's reading of the object to succeed.
+                    file: bpfkit_object::parse(&self.bytes).ok(),
                     inner: Inner::Kernel(obj),
                 })
             }
-            Engine::Vm => Err(Error::EngineUnavailable {
-                object: self.name.clone(),
-                engine,
-            }),
+            Engine::Vm => {
+                let file = self.parse()?;
+                let instance = Instance::load(&file).map_err(|error| Error::Vm {
+                    object: self.name.clone(),
+                    error,
+                })?;
+                Ok(Loaded {
+                    name: self.name.clone(),
+                    file: Some(file),
+                    inner: Inner::Vm(Box::new(instance)),
+                })
+            }
         }
+    }
+
+    /// The object as bpfkit reads it (programs, map definitions, BTF), with
+    /// the globals set so far applied.
+    pub fn parse(&self) -> Result<ObjectFile, Error> {
+        let err = |error| Error::Object {
+            object: self.name.clone(),
+            error,
+        };
+        let mut file = bpfkit_object::parse(&self.bytes).map_err(err)?;
+        for (n, v) in &self.globals {
+            file.set_global(n, v).map_err(err)?;
+        }
+        Ok(file)
     }
 }
 
@@ -129,11 +174,14 @@ pub struct RunOutput {
 
 enum Inner {
     Kernel(KernelObject),
+    Vm(Box<Instance>),
 }
 
 /// An object loaded into an engine.
 pub struct Loaded {
     name: String,
+    /// bpfkit's reading of the object: map definitions and BTF.
+    file: Option<ObjectFile>,
     inner: Inner,
 }
 
@@ -141,18 +189,113 @@ impl Loaded {
     pub fn engine(&self) -> Engine {
         match self.inner {
             Inner::Kernel(_) => Engine::Kernel,
+            Inner::Vm(_) => Engine::Vm,
         }
     }
 
+    /// Program names, in the object's order.
     pub fn program_names(&self) -> Vec<String> {
         match &self.inner {
             Inner::Kernel(k) => k.program_names(),
+            Inner::Vm(v) => v.programs().iter().map(|p| p.name.clone()).collect(),
         }
     }
 
+    /// Map names (sorted, so both engines list them alike).
     pub fn map_names(&self) -> Vec<String> {
-        match &self.inner {
+        let mut names = match &self.inner {
             Inner::Kernel(k) => k.map_names(),
+            Inner::Vm(v) => v.map_names().map(String::from).collect(),
+        };
+        names.sort();
+        names
+    }
+
+    /// The object's BTF, when it has some (to format keys and values).
+    pub fn btf(&self) -> Option<&BtfInfo> {
+        self.file.as_ref()?.btf.as_ref()
+    }
+
+    /// What kind of program `name` is (from its section), when bpfkit could
+    /// read the object.
+    pub fn program_kind(&self, name: &str) -> Option<bpfkit_object::ProgramKind> {
+        let f = self.file.as_ref()?;
+        f.programs.iter().find(|p| p.name == name).map(|p| p.kind)
+    }
+
+    /// A map's definition as the object declares it.
+    pub fn map_spec(&self, name: &str) -> Option<&MapSpec> {
+        self.file.as_ref()?.maps.iter().find(|m| m.name == name)
+    }
+
+    /// The VM instance underneath, when the engine is the VM.
+    pub fn vm(&self) -> Option<&Instance> {
+        match &self.inner {
+            Inner::Vm(v) => Some(v),
+            Inner::Kernel(_) => None,
+        }
+    }
+
+    /// Stores `program` at `index` of the program array `map` (the target of
+    /// bpf_tail_call).
+    pub fn set_prog_array(&mut self, map: &str, index: u32, program: &str) -> Result<(), Error> {
+        match &mut self.inner {
+            Inner::Kernel(k) => {
+                k.set_prog_array(map, index, program)
+                    .map_err(|error| Error::Kernel {
+                        object: self.name.clone(),
+                        error,
+                    })
+            }
+            Inner::Vm(v) => v
+                .set_prog_array(map, index, program)
+                .map_err(|what| Error::Map {
+                    map: map.to_string(),
+                    what,
+                }),
+        }
+    }
+
+    /// Stores the object's map `inner` at `index` of the array-of-maps `map`.
+    pub fn set_map_of_maps(&mut self, map: &str, index: u32, inner: &str) -> Result<(), Error> {
+        match &mut self.inner {
+            Inner::Kernel(k) => {
+                k.set_map_of_maps(map, index, inner)
+                    .map_err(|error| Error::Kernel {
+                        object: self.name.clone(),
+                        error,
+                    })
+            }
+            Inner::Vm(v) => v
+                .set_map_of_maps(map, index, inner)
+                .map_err(|what| Error::Map {
+                    map: map.to_string(),
+                    what,
+                }),
+        }
+    }
+
+    /// Every record a ring buffer map holds now, in order, consumed.
+    pub fn drain_ringbuf(&mut self, map: &str) -> Result<Vec<Vec<u8>>, Error> {
+        match &mut self.inner {
+            Inner::Kernel(k) => k.drain_ringbuf(map).map_err(|error| Error::Kernel {
+                object: self.name.clone(),
+                error,
+            }),
+            Inner::Vm(v) => {
+                let m = v.map(map).ok_or_else(|| Error::Map {
+                    map: map.to_string(),
+                    what: "no such map in the object".into(),
+                })?;
+                let rb = m
+                    .as_any()
+                    .downcast_ref::<bpfkit_vm::maps::RingBuf>()
+                    .ok_or_else(|| Error::Map {
+                        map: map.to_string(),
+                        what: "not a ring buffer".into(),
+                    })?;
+                Ok(rb.drain())
+            }
         }
     }
 
@@ -163,6 +306,12 @@ impl Loaded {
             Inner::Kernel(k) => k.attach(program, at).map_err(|error| Error::Kernel {
                 object: self.name.clone(),
                 error,
+            }),
+            Inner::Vm(_) => Err(Error::Unsupported {
+                object: self.name.clone(),
+                what: format!(
+                    "program `{program}`: the VM has no kernel hooks to attach to; run it with `run`, or load the object with Engine::Kernel"
+                ),
             }),
         }
     }
@@ -184,6 +333,24 @@ impl Loaded {
                     duration_ns: out.duration_ns as u64,
                 })
             }
+            Inner::Vm(v) => {
+                let err = |error| Error::VmRun {
+                    object: self.name.clone(),
+                    error,
+                };
+                let repeat = repeat.max(1);
+                let start = Instant::now();
+                let mut last = v.run_packet(program, input).map_err(err)?;
+                for _ in 1..repeat {
+                    last = v.run_packet(program, input).map_err(err)?;
+                }
+                let duration_ns = (start.elapsed().as_nanos() / repeat as u128) as u64;
+                Ok(RunOutput {
+                    retval: last.retval,
+                    output: last.output,
+                    duration_ns,
+                })
+            }
         }
     }
 
@@ -196,6 +363,18 @@ impl Loaded {
                     error,
                 })?),
             }),
+            Inner::Vm(v) => {
+                let map = v.map(name).ok_or_else(|| Error::Map {
+                    map: name.to_string(),
+                    what: "no such map in the object".into(),
+                })?;
+                Ok(Map {
+                    inner: MapInner::Vm {
+                        name: name.to_string(),
+                        map,
+                    },
+                })
+            }
         }
     }
 
@@ -223,13 +402,18 @@ impl Loaded {
     pub fn kernel(&mut self) -> Option<&mut KernelObject> {
         match &mut self.inner {
             Inner::Kernel(k) => Some(k),
+            Inner::Vm(_) => None,
         }
     }
 }
 
 enum MapInner {
     Kernel(KernelMap),
+    Vm { name: String, map: Arc<dyn BpfMap> },
 }
+
+/// A map entry as bytes: (key, value).
+pub type Entry = (Vec<u8>, Vec<u8>);
 
 /// A map of a loaded object, addressed by bytes. Per-CPU maps return one
 /// 8-byte-aligned value slot per possible CPU.
@@ -241,41 +425,124 @@ impl Map {
     pub fn name(&self) -> &str {
         match &self.inner {
             MapInner::Kernel(m) => &m.name,
+            MapInner::Vm { name, .. } => name,
+        }
+    }
+    /// The BPF_MAP_TYPE_* number.
+    pub fn map_type(&self) -> u32 {
+        match &self.inner {
+            MapInner::Kernel(m) => m.map_type,
+            MapInner::Vm { map, .. } => map.def().map_type,
         }
     }
     pub fn key_size(&self) -> usize {
         match &self.inner {
             MapInner::Kernel(m) => m.key_size,
+            MapInner::Vm { map, .. } => map.def().key_size as usize,
         }
     }
     pub fn value_size(&self) -> usize {
         match &self.inner {
             MapInner::Kernel(m) => m.value_size,
+            MapInner::Vm { map, .. } => map.def().value_size as usize,
+        }
+    }
+    pub fn max_entries(&self) -> u32 {
+        match &self.inner {
+            MapInner::Kernel(m) => m.max_entries,
+            MapInner::Vm { map, .. } => map.def().max_entries,
         }
     }
     // Kernel map errors already name the map.
     fn err(&self, e: impl std::fmt::Display) -> Error {
         Error::KernelMap(e.to_string())
     }
+    fn vm_err(&self, e: MapError) -> Error {
+        Error::Map {
+            map: self.name().to_string(),
+            what: format!("{e} (errno {})", e.errno()),
+        }
+    }
     pub fn lookup(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         match &self.inner {
             MapInner::Kernel(m) => m.lookup(key).map_err(|e| self.err(e)),
+            MapInner::Vm { map, .. } => match map.lookup(key) {
+                Ok(v) => Ok(Some(v)),
+                Err(MapError::NotFound) => Ok(None),
+                Err(e) => Err(self.vm_err(e)),
+            },
         }
     }
     pub fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), Error> {
         match &self.inner {
             MapInner::Kernel(m) => m.update(key, value, flags).map_err(|e| self.err(e)),
+            MapInner::Vm { map, .. } => map.update(key, value, flags).map_err(|e| self.vm_err(e)),
         }
     }
     pub fn delete(&self, key: &[u8]) -> Result<bool, Error> {
         match &self.inner {
             MapInner::Kernel(m) => m.delete(key).map_err(|e| self.err(e)),
+            MapInner::Vm { map, .. } => match map.delete(key) {
+                Ok(()) => Ok(true),
+                Err(MapError::NotFound) => Ok(false),
+                Err(e) => Err(self.vm_err(e)),
+            },
         }
     }
+    /// Every key, in the engine's iteration order (bpf_map_get_next_key).
     pub fn keys(&self) -> Result<Vec<Vec<u8>>, Error> {
         match &self.inner {
             MapInner::Kernel(m) => m.keys().map_err(|e| self.err(e)),
+            MapInner::Vm { map, .. } => {
+                let mut keys: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    match map.get_next_key(keys.last().map(|k| k.as_slice())) {
+                        Ok(k) => keys.push(k),
+                        Err(MapError::NotFound) => return Ok(keys),
+                        Err(e) => return Err(self.vm_err(e)),
+                    }
+                    // A map changing under iteration could cycle; a map
+                    // never holds more keys than max_entries.
+                    if keys.len() > map.def().max_entries as usize {
+                        return Ok(keys);
+                    }
+                }
+            }
         }
+    }
+
+    /// Removes and returns the next element of a queue or stack (None when
+    /// it is empty).
+    pub fn pop(&self) -> Result<Option<Vec<u8>>, Error> {
+        match &self.inner {
+            MapInner::Kernel(m) => match m.lookup_and_delete(&[]) {
+                Ok(v) => Ok(Some(v)),
+                Err(libc::ENOENT) => Ok(None),
+                Err(e) => Err(self.err(format!(
+                    "map `{}`: pop: {}",
+                    m.name,
+                    std::io::Error::from_raw_os_error(e)
+                ))),
+            },
+            MapInner::Vm { map, .. } => match map.lookup_and_delete(&[]) {
+                Ok(v) => Ok(Some(v)),
+                Err(MapError::NotFound) => Ok(None),
+                Err(e) => Err(self.vm_err(e)),
+            },
+        }
+    }
+
+    /// Every (key, value) pair, sorted by key bytes, so two engines' maps
+    /// compare equal when their contents are.
+    pub fn entries(&self) -> Result<Vec<Entry>, Error> {
+        let mut out = Vec::new();
+        for k in self.keys()? {
+            if let Some(v) = self.lookup(&k)? {
+                out.push((k, v));
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 }
 

@@ -120,21 +120,31 @@ fn bad_objects_and_engines_are_named_errors() {
     let e = Object::open("/nonexistent/x.bpf.o").err().unwrap();
     assert!(matches!(e, Error::Read { .. }));
     assert!(e.to_string().starts_with("/nonexistent/x.bpf.o:"), "{e}");
-    let e = Object::open(object("xdp_count.bpf.o"))
-        .unwrap()
+    // The VM reads the object itself: a broken one is a named error there.
+    let e = Object::from_bytes("garbage", b"\x7fELF but not really".to_vec())
         .load(Engine::Vm)
         .err()
         .unwrap();
-    assert!(
-        matches!(
-            e,
-            Error::EngineUnavailable {
-                engine: Engine::Vm,
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, Error::Object { .. }), "{e}");
+    assert!(e.to_string().starts_with("garbage: "), "{e}");
+    // The VM has no kernel hooks: attaching is refused by name.
+    let mut vm = Object::open(object("xdp_count.bpf.o"))
+        .unwrap()
+        .load(Engine::Vm)
+        .unwrap();
+    let prog = vm.program_names()[0].clone();
+    let e = vm
+        .attach(
+            &prog,
+            bpfkit::Attach::Xdp {
+                interface: "lo",
+                mode: bpfkit::XdpMode::Generic,
+            },
+        )
+        .err()
+        .unwrap();
+    assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    assert!(e.to_string().contains("no kernel hooks"), "{e}");
     if !available() {
         return;
     }

@@ -1,6 +1,8 @@
 //! Shared pieces of the `bpfkit` binaries: reading programs and memory from
 //! files and the command line.
 
+pub mod pcap_io;
+
 use anyhow::{bail, Context, Result};
 use bpfkit_isa::{asm::assemble, slots_from_bytes, Dialect, RawInsn};
 use std::path::Path;
@@ -87,4 +89,15 @@ pub fn read_program(path: &Path, dialect: Option<Dialect>) -> Result<Vec<RawInsn
     } else {
         slots_from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.kind))
     }
+}
+
+/// Whether a file starts with the ELF magic (an eBPF object, not bytecode
+/// or assembly).
+pub fn is_elf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == *b"\x7fELF"
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 mod kernel_cmds;
 mod load_cmd;
+mod object_cmds;
 
 /// bpfkit: an eBPF toolkit with two engines, the Linux kernel and a userspace VM.
 #[derive(Parser)]
@@ -58,9 +59,16 @@ enum Command {
         raw: bool,
     },
     /// Run a program (bytecode or assembly) in the VM: r1 points to the
-    /// memory, r2 holds its length.
+    /// memory, r2 holds its length. Given a clang-built object (ELF), run
+    /// one of its packet programs (XDP, tc, socket filter) over packets in
+    /// the VM, the kernel or both, and print verdicts and maps.
     Run {
+        /// Bytecode, assembly, or an eBPF object.
         file: PathBuf,
+        #[command(flatten)]
+        load: object_cmds::LoadArgs,
+        #[command(flatten)]
+        object: object_cmds::RunObjectArgs,
         /// File of hex bytes to pass as memory.
         #[arg(long, conflicts_with = "mem_hex")]
         mem: Option<PathBuf>,
@@ -76,6 +84,20 @@ enum Command {
         /// Print the memory after the run.
         #[arg(long)]
         dump_mem: bool,
+    },
+    /// Dump an object's maps after load (in the VM unless --engine kernel),
+    /// keys and values formatted through the object's BTF.
+    Maps {
+        /// The clang-built eBPF object (ELF).
+        object: PathBuf,
+        #[command(flatten)]
+        load: object_cmds::LoadArgs,
+        /// Only these maps.
+        #[arg(long = "map", value_name = "NAME")]
+        only: Vec<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Programs loaded in the kernel (needs CAP_SYS_ADMIN).
     Prog {
@@ -164,14 +186,34 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{text}");
             }
         }
+        Command::Maps {
+            object,
+            load,
+            only,
+            json,
+        } => {
+            if load.engine == object_cmds::EngineArg::Both {
+                bail!("--engine both: `bpfkit maps` dumps one engine's maps; use `bpfkit run --engine both` to compare");
+            }
+            object_cmds::maps(&object, &load, &only, json)?;
+        }
         Command::Run {
             file,
+            load,
+            object,
             mem,
             mem_hex,
             dialect,
             budget,
             dump_mem,
         } => {
+            if bpfkit_cli::is_elf(&file) {
+                let code = object_cmds::run(&file, &load, &object)?;
+                if code != 0 {
+                    std::process::exit(code);
+                }
+                return Ok(());
+            }
             let slots = read_program(&file, dialect.map(Dialect::from))?;
             let mut memory = match (mem, mem_hex) {
                 (Some(p), _) => {

@@ -275,3 +275,209 @@ mod tests {
         assert_eq!(super::parse_cpu_list("x"), None);
     }
 }
+
+const BPF_MAP_CREATE: u32 = 0;
+const BPF_OBJ_GET_INFO_BY_FD: u32 = 15;
+const BPF_MAP_LOOKUP_AND_DELETE_ELEM: u32 = 21;
+
+/// The BPF_MAP_CREATE prefix of `union bpf_attr` (through map_extra).
+#[repr(C, align(8))]
+#[derive(Default)]
+struct CreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    inner_map_fd: u32,
+    numa_node: u32,
+    map_name: [u8; 16],
+    map_ifindex: u32,
+    btf_fd: u32,
+    btf_key_type_id: u32,
+    btf_value_type_id: u32,
+    btf_vmlinux_value_type_id: u32,
+    map_extra: u64,
+}
+
+#[repr(C, align(8))]
+#[derive(Default)]
+struct InfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// A map name the kernel accepts: up to 15 of [A-Za-z0-9_.].
+fn kernel_map_name(name: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (o, c) in out
+        .iter_mut()
+        .zip(
+            name.bytes()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'.'),
+        )
+        .take(15)
+    {
+        *o = c;
+    }
+    out
+}
+
+/// A user pointer for a buffer: NULL when it is empty, as bpf(2) wants for
+/// maps without keys (queues, stacks, ring buffers).
+fn uptr(b: &[u8]) -> u64 {
+    if b.is_empty() {
+        0
+    } else {
+        b.as_ptr() as u64
+    }
+}
+
+fn errno_of(e: io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Creates a map with BPF_MAP_CREATE.
+pub fn create(
+    name: &str,
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    flags: u32,
+) -> Result<KernelMap, MapError> {
+    create_with_inner(
+        name,
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        flags,
+        None,
+    )
+}
+
+/// Creates a map with BPF_MAP_CREATE; `inner` is the inner map template of
+/// an ARRAY_OF_MAPS / HASH_OF_MAPS.
+pub fn create_with_inner(
+    name: &str,
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    flags: u32,
+    inner: Option<&KernelMap>,
+) -> Result<KernelMap, MapError> {
+    let mut attr = CreateAttr {
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        map_flags: flags,
+        inner_map_fd: inner.map_or(0, |m| m.fd.as_raw_fd() as u32),
+        map_name: kernel_map_name(name),
+        ..Default::default()
+    };
+    let syscall = |source| MapError::Syscall {
+        map: name.to_string(),
+        op: "create",
+        source,
+    };
+    let fd = bpf(BPF_MAP_CREATE, &mut attr).map_err(syscall)?;
+    // SAFETY: the kernel returned a new descriptor we now own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // struct bpf_map_info starts with type and id.
+    let mut info = [0u32; 32];
+    let mut iattr = InfoAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of_val(&info) as u32,
+        info: info.as_mut_ptr() as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut iattr).map_err(syscall)?;
+    let value_buffer_len = if is_percpu(map_type) {
+        (value_size as usize).div_ceil(8) * 8 * possible_cpus()
+    } else {
+        value_size as usize
+    };
+    Ok(KernelMap {
+        name: name.to_string(),
+        id: info[1],
+        map_type,
+        key_size: key_size as usize,
+        value_size: value_size as usize,
+        max_entries,
+        value_buffer_len,
+        fd,
+    })
+}
+
+impl KernelMap {
+    /// The map's descriptor (the value a map-in-map update takes).
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    fn elem(&self, cmd: u32, key: &[u8], value: u64, flags: u64) -> Result<(), i32> {
+        let mut attr = ElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: uptr(key),
+            value,
+            flags,
+            ..Default::default()
+        };
+        bpf(cmd, &mut attr).map(|_| ()).map_err(errno_of)
+    }
+
+    /// BPF_MAP_LOOKUP_ELEM with the raw errno; `key` is passed as given (a
+    /// NULL pointer when empty), so the kernel does every check.
+    pub fn lookup_errno(&self, key: &[u8]) -> Result<Vec<u8>, i32> {
+        let mut value = vec![0u8; self.value_buffer_len];
+        self.elem(BPF_MAP_LOOKUP_ELEM, key, uptr_mut(&mut value), 0)?;
+        Ok(value)
+    }
+
+    /// BPF_MAP_UPDATE_ELEM with the raw errno (`value` as given).
+    pub fn update_errno(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), i32> {
+        if !value.is_empty() && value.len() < self.value_buffer_len {
+            // The kernel would read past the buffer.
+            return Err(libc::EINVAL);
+        }
+        self.elem(BPF_MAP_UPDATE_ELEM, key, uptr(value), flags)
+    }
+
+    /// BPF_MAP_DELETE_ELEM with the raw errno.
+    pub fn delete_errno(&self, key: &[u8]) -> Result<(), i32> {
+        self.elem(BPF_MAP_DELETE_ELEM, key, 0, 0)
+    }
+
+    /// BPF_MAP_GET_NEXT_KEY: `None` asks for the first key.
+    pub fn get_next_key(&self, key: Option<&[u8]>) -> Result<Vec<u8>, i32> {
+        let mut next = vec![0u8; self.key_size];
+        let mut attr = ElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: key.map_or(0, uptr),
+            value: uptr_mut(&mut next),
+            ..Default::default()
+        };
+        bpf(BPF_MAP_GET_NEXT_KEY, &mut attr)
+            .map(|_| next)
+            .map_err(errno_of)
+    }
+
+    /// BPF_MAP_LOOKUP_AND_DELETE_ELEM (a pop for queues and stacks, whose
+    /// `key` is empty).
+    pub fn lookup_and_delete(&self, key: &[u8]) -> Result<Vec<u8>, i32> {
+        let mut value = vec![0u8; self.value_buffer_len];
+        self.elem(BPF_MAP_LOOKUP_AND_DELETE_ELEM, key, uptr_mut(&mut value), 0)?;
+        Ok(value)
+    }
+}
+
+fn uptr_mut(b: &mut [u8]) -> u64 {
+    if b.is_empty() {
+        0
+    } else {
+        b.as_mut_ptr() as u64
+    }
+}

@@ -558,3 +558,133 @@ impl KernelObject {
         &mut self.ebpf
     }
 }
+
+/// Map plumbing a program cannot do itself: tail-call tables, maps of maps,
+/// ring buffers.
+impl KernelObject {
+    /// Loads (verifies) a packet program if it is not loaded yet.
+    fn ensure_loaded(&mut self, program: &str) -> Result<(), ObjectError> {
+        let bytes = &self.bytes;
+        let p = self
+            .ebpf
+            .program_mut(program)
+            .ok_or_else(|| ObjectError::NoProgram(program.to_string()))?;
+        if p.fd().is_ok() {
+            return Ok(());
+        }
+        let loaded = match p {
+            aya::programs::Program::Xdp(x) => x.load(),
+            aya::programs::Program::SchedClassifier(x) => x.load(),
+            aya::programs::Program::SocketFilter(x) => x.load(),
+            other => {
+                return Err(ObjectError::Program {
+                    program: program.to_string(),
+                    action: "load",
+                    message: format!(
+                        "{:?} programs cannot be loaded here (XDP, tc and socket filters can)",
+                        other.prog_type()
+                    ),
+                })
+            }
+        };
+        loaded.map_err(|e| match e {
+            aya::programs::ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            } => rejected(bytes, program, &io_error, &verifier_log.to_string()),
+            e => ObjectError::Program {
+                program: program.to_string(),
+                action: "load",
+                message: error_chain(&e),
+            },
+        })
+    }
+
+    /// Puts `program` (loading it first if needed) at `index` of the
+    /// PROG_ARRAY `map`, for `bpf_tail_call`.
+    pub fn set_prog_array(
+        &mut self,
+        map: &str,
+        index: u32,
+        program: &str,
+    ) -> Result<(), ObjectError> {
+        self.ensure_loaded(program)?;
+        let fail = |message: String| ObjectError::Program {
+            program: program.to_string(),
+            action: "put into a program array",
+            message,
+        };
+        let fd = self
+            .ebpf
+            .program(program)
+            .ok_or_else(|| ObjectError::NoProgram(program.to_string()))?
+            .fd()
+            .map_err(|e| fail(error_chain(&e)))?
+            .try_clone()
+            .map_err(|e| fail(e.to_string()))?;
+        let m = self
+            .ebpf
+            .map_mut(map)
+            .ok_or_else(|| ObjectError::NoMap(map.to_string()))?;
+        let mut array = aya::maps::ProgramArray::try_from(m)
+            .map_err(|e| fail(format!("map `{map}`: {}", error_chain(&e))))?;
+        array
+            .set(index, &fd, 0)
+            .map_err(|e| fail(format!("map `{map}` index {index}: {}", error_chain(&e))))
+    }
+
+    /// Puts the object's map `inner` at `index` of the ARRAY_OF_MAPS `map`.
+    pub fn set_map_of_maps(
+        &mut self,
+        map: &str,
+        index: u32,
+        inner: &str,
+    ) -> Result<(), ObjectError> {
+        let fail = |message: String| ObjectError::Program {
+            program: map.to_string(),
+            action: "set an inner map",
+            message: format!("map `{map}`: {message}"),
+        };
+        let inner_id = map_data(
+            self.ebpf
+                .map(inner)
+                .ok_or_else(|| ObjectError::NoMap(inner.to_string()))?,
+        )
+        .info()
+        .map_err(|e| fail(format!("map `{inner}`: {}", error_chain(&e))))?
+        .id();
+        let inner_data = aya::maps::MapData::from_id(inner_id)
+            .map_err(|e| fail(format!("map `{inner}`: {}", error_chain(&e))))?;
+        let m = self
+            .ebpf
+            .map_mut(map)
+            .ok_or_else(|| ObjectError::NoMap(map.to_string()))?;
+        let mut outer: aya::maps::ArrayOfMaps<&mut aya::maps::MapData, aya::maps::MapData> =
+            aya::maps::ArrayOfMaps::try_from(m).map_err(|e| fail(error_chain(&e)))?;
+        outer.set(index, &inner_data, 0).map_err(|e| {
+            fail(format!(
+                "index {index} <- map `{inner}`: {}",
+                error_chain(&e)
+            ))
+        })
+    }
+
+    /// Every record the RINGBUF `map` holds now, oldest first; reading
+    /// consumes them.
+    pub fn drain_ringbuf(&mut self, map: &str) -> Result<Vec<Vec<u8>>, ObjectError> {
+        let m = self
+            .ebpf
+            .map_mut(map)
+            .ok_or_else(|| ObjectError::NoMap(map.to_string()))?;
+        let mut ring = aya::maps::RingBuf::try_from(m).map_err(|e| ObjectError::Program {
+            program: map.to_string(),
+            action: "read a ring buffer",
+            message: format!("map `{map}`: {}", error_chain(&e)),
+        })?;
+        let mut records = Vec::new();
+        while let Some(item) = ring.next() {
+            records.push(item.to_vec());
+        }
+        Ok(records)
+    }
+}

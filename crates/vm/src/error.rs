@@ -8,6 +8,8 @@ pub enum LoadError {
     Decode(#[from] DecodeError),
     #[error("instruction {pc}: helper {id} is not registered")]
     UnknownHelper { pc: usize, id: u32 },
+    #[error("instruction {pc}: callback address points to slot {target}, which does not start an instruction of the program")]
+    BadCallback { pc: usize, target: i64 },
     #[error("instruction {pc}: kfunc calls (call runtime {id}) are not supported by the VM")]
     Kfunc { pc: usize, id: i32 },
 }
@@ -33,6 +35,8 @@ pub enum VmError {
     UnknownHelper { pc: usize, id: u64 },
     #[error("instruction {pc}: helper {id} failed: {message}")]
     Helper { pc: usize, id: u32, message: String },
+    #[error("instruction {pc}: bpf_loop callback {addr:#x} is not a subprogram whose address the program took")]
+    BadCallback { pc: usize, addr: u64 },
 }
 
 impl VmError {
@@ -44,7 +48,8 @@ impl VmError {
             | VmError::BudgetExhausted { pc, .. }
             | VmError::CallDepth { pc, .. }
             | VmError::UnknownHelper { pc, .. }
-            | VmError::Helper { pc, .. } => pc,
+            | VmError::Helper { pc, .. }
+            | VmError::BadCallback { pc, .. } => pc,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The interpreter: a dense `match` over pre-decoded operations.
 
+use crate::env::RunEnv;
 use crate::helpers::{HelperContext, HelperError, HelperFn, Helpers};
-use crate::memory::Regions;
+use crate::memory::{Region, Regions};
 use crate::program::{Kind, Op, Program, FRAME_SIZE, MAX_FRAMES};
 use crate::{LoadError, VmError};
 use std::sync::Arc;
@@ -30,12 +31,51 @@ struct Frame {
     /// Instruction index of the return point, for the count.
     ret_idx: i64,
     saved: [u64; 4],
+    /// A bpf_loop callback frame: on exit the loop may call again.
+    is_loop: bool,
+}
+
+/// The state of a bpf_loop in progress (one per frame depth).
+#[derive(Clone, Copy, Default)]
+struct LoopState {
+    slot: usize,
+    /// Instruction index of the callback's entry, for the count.
+    entry_idx: i64,
+    done: u32,
+    iterations: u32,
+    ctx: u64,
+}
+
+/// How a run starts: r1..r5, and the packet LD_ABS/LD_IND read (address,
+/// length).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Entry {
+    pub args: [u64; 5],
+    pub packet: (u64, u64),
+}
+
+/// The program an interpreter runs: borrowed, or shared with the instance
+/// that loaded it (so interpreters can be cached beside it).
+enum ProgRef<'p> {
+    Borrowed(&'p Program),
+    Shared(Arc<Program>),
+}
+
+impl std::ops::Deref for ProgRef<'_> {
+    type Target = Program;
+    #[inline(always)]
+    fn deref(&self) -> &Program {
+        match self {
+            ProgRef::Borrowed(p) => p,
+            ProgRef::Shared(p) => p,
+        }
+    }
 }
 
 /// Runs one program. Owns the stack and the region table, so a run allocates
 /// nothing; create one per thread.
 pub struct Interpreter<'p> {
-    prog: &'p Program,
+    prog: ProgRef<'p>,
     helpers: Vec<Option<Arc<HelperFn>>>,
     sparse: Helpers,
     // u64 words so the stack is 8-byte aligned, as atomics on it require.
@@ -45,12 +85,30 @@ pub struct Interpreter<'p> {
     /// Frames the last run entered: cleared before the next run, so no run
     /// sees what an earlier one left on the stack.
     dirty_frames: usize,
+    /// The environment of [`Self::run`] (which takes none).
+    own_env: Option<Box<RunEnv>>,
+    /// Map regions cached from the run environment's registry, with the
+    /// registry (by address) and generation they were read at.
+    map_regions: Vec<Region>,
+    map_regions_of: (usize, u64),
 }
 
 impl<'p> Interpreter<'p> {
     /// Binds a program to a helper registry. Fails if the program calls a
     /// helper the registry lacks.
     pub fn new(prog: &'p Program, helpers: &Helpers) -> Result<Self, LoadError> {
+        Self::with(ProgRef::Borrowed(prog), helpers)
+    }
+
+    /// Like [`Self::new`], for a program shared by reference count.
+    pub fn shared(
+        prog: Arc<Program>,
+        helpers: &Helpers,
+    ) -> Result<Interpreter<'static>, LoadError> {
+        Interpreter::with(ProgRef::Shared(prog), helpers)
+    }
+
+    fn with(prog: ProgRef<'p>, helpers: &Helpers) -> Result<Self, LoadError> {
         for &(pc, id) in prog.helper_calls() {
             if helpers.get(id).is_none() {
                 return Err(LoadError::UnknownHelper { pc, id });
@@ -64,6 +122,9 @@ impl<'p> Interpreter<'p> {
             regions: Regions::new(),
             budget: DEFAULT_BUDGET,
             dirty_frames: 0,
+            own_env: None,
+            map_regions: Vec::new(),
+            map_regions_of: (0, u64::MAX),
         })
     }
 
@@ -80,14 +141,55 @@ impl<'p> Interpreter<'p> {
     /// Runs with `r1` pointing at `mem` (0 when it is empty) and `r2` holding
     /// its length; `mem` is also the packet legacy LD_ABS/LD_IND loads read.
     pub fn run(&mut self, mem: &mut [u8]) -> Result<Outcome, VmError> {
+        let mut env = self.own_env.take().unwrap_or_default();
+        let out = self.run_with(&mut env, |regions| {
+            let len = mem.len();
+            let addr = if len == 0 {
+                0
+            } else {
+                regions.add_rw(mem.as_mut_ptr(), len)
+            };
+            Entry {
+                args: [addr, len as u64, 0, 0, 0],
+                packet: (addr, len as u64),
+            }
+        });
+        self.own_env = Some(env);
+        out
+    }
+
+    /// Runs in `env` (maps, CPU, packet context): `setup` adds the regions of
+    /// the run's context and packet after the stack and returns the entry
+    /// registers; the regions of `env`'s maps follow.
+    pub fn run_with(
+        &mut self,
+        env: &mut RunEnv,
+        setup: impl FnOnce(&mut Regions) -> Entry,
+    ) -> Result<Outcome, VmError> {
+        self.run_in(env, |_, regions| setup(regions))
+    }
+
+    /// Like [`Self::run_with`], with `setup` also given the environment (to
+    /// place the packet context it holds).
+    pub fn run_in(
+        &mut self,
+        env: &mut RunEnv,
+        setup: impl FnOnce(&mut RunEnv, &mut Regions) -> Entry,
+    ) -> Result<Outcome, VmError> {
         self.prepare_stack();
-        let len = mem.len();
-        let addr = if len == 0 {
-            0
-        } else {
-            self.regions.add_rw(mem.as_mut_ptr(), len)
-        };
-        self.execute([addr, len as u64, 0, 0, 0], (addr, len as u64))
+        let entry = setup(env, &mut self.regions);
+        let of = (
+            std::sync::Arc::as_ptr(&env.maps).addr(),
+            env.maps.generation(),
+        );
+        if of != self.map_regions_of {
+            self.map_regions = env.maps.regions();
+            self.map_regions_of = of;
+        }
+        for r in &self.map_regions {
+            self.regions.push_region(*r);
+        }
+        self.execute(entry.args, entry.packet, env)
     }
 
     /// Clears the frames the last run used and makes the stack region (always
@@ -105,7 +207,12 @@ impl<'p> Interpreter<'p> {
         self.regions.add_rw(frame0, FRAME_SIZE);
     }
 
-    fn execute(&mut self, args: [u64; 5], packet: (u64, u64)) -> Result<Outcome, VmError> {
+    fn execute(
+        &mut self,
+        args: [u64; 5],
+        packet: (u64, u64),
+        env: &mut RunEnv,
+    ) -> Result<Outcome, VmError> {
         let ops: &[Op] = &self.prog.ops;
         let stack_ptr = self.stack.as_mut_ptr().cast::<u8>();
         let stack_base = stack_ptr.addr() as u64;
@@ -123,7 +230,9 @@ impl<'p> Interpreter<'p> {
             ret: std::ptr::null(),
             ret_idx: 0,
             saved: [0; 4],
+            is_loop: false,
         }; MAX_FRAMES];
+        let mut loops = [LoopState::default(); MAX_FRAMES];
         let mut depth = 0usize;
         // Executed instructions, counted at control transfers only: each op
         // that ends a straight-line run carries the count bookkeeping (see
@@ -466,6 +575,7 @@ impl<'p> Interpreter<'p> {
                     };
                     let mut ctx = HelperContext {
                         regions: &mut self.regions,
+                        env: &mut *env,
                     };
                     let executed = count + op.hi() as i64;
                     match f(&mut ctx, [regs[1], regs[2], regs[3], regs[4], regs[5]]) {
@@ -482,6 +592,56 @@ impl<'p> Interpreter<'p> {
                                 id: id as u32,
                                 message,
                             })
+                        }
+                        Err(HelperError::Loop {
+                            callback,
+                            iterations,
+                            ctx,
+                        }) => {
+                            let Some((slot, entry_idx)) = self.prog.callback(callback) else {
+                                return Err(VmError::BadCallback {
+                                    pc: cur!(),
+                                    addr: callback,
+                                });
+                            };
+                            if iterations == 0 {
+                                regs[0] = 0;
+                            } else {
+                                if depth + 1 >= MAX_FRAMES {
+                                    return Err(VmError::CallDepth {
+                                        pc: cur!(),
+                                        max: MAX_FRAMES,
+                                    });
+                                }
+                                // Enter the callback as a bpf-to-bpf call
+                                // from this instruction; `Exit` calls it
+                                // again until it returns non-zero.
+                                count = executed - entry_idx as i64;
+                                budget_check!();
+                                frames[depth] = Frame {
+                                    ret: ip,
+                                    ret_idx: op.hi() as i64,
+                                    saved: [regs[6], regs[7], regs[8], regs[9]],
+                                    is_loop: true,
+                                };
+                                loops[depth] = LoopState {
+                                    slot,
+                                    entry_idx: entry_idx as i64,
+                                    done: 0,
+                                    iterations,
+                                    ctx,
+                                };
+                                depth += 1;
+                                fp -= FRAME_SIZE;
+                                regs[10] = stack_base + fp as u64;
+                                self.regions
+                                    .set_start(0, stack_base + (fp - FRAME_SIZE) as u64);
+                                self.dirty_frames = self.dirty_frames.max(depth + 1);
+                                regs[1] = 0;
+                                regs[2] = ctx;
+                                goto!(slot);
+                                continue;
+                            }
                         }
                     }
                     if executed >= budget {
@@ -504,6 +664,7 @@ impl<'p> Interpreter<'p> {
                         ret: ip,
                         ret_idx: op.lo() as i64,
                         saved: [regs[6], regs[7], regs[8], regs[9]],
+                        is_loop: false,
                     };
                     depth += 1;
                     fp -= FRAME_SIZE;
@@ -520,6 +681,19 @@ impl<'p> Interpreter<'p> {
                             r0: regs[0],
                             insns: count as u64,
                         });
+                    }
+                    if frames[depth - 1].is_loop {
+                        let l = &mut loops[depth - 1];
+                        l.done += 1;
+                        if regs[0] == 0 && l.done < l.iterations {
+                            count -= l.entry_idx;
+                            budget_check!();
+                            regs[1] = l.done as u64;
+                            regs[2] = l.ctx;
+                            goto!(l.slot);
+                            continue;
+                        }
+                        regs[0] = l.done as u64;
                     }
                     depth -= 1;
                     let f = frames[depth];

@@ -18,13 +18,19 @@
 //! ```
 
 mod atomic;
+pub mod context;
+pub mod env;
 mod error;
 pub mod helpers;
+pub mod instance;
 mod interp;
+pub mod maps;
 pub mod memory;
 mod program;
 
+pub use env::{HostEnv, Redirect, RunEnv};
 pub use error::{LoadError, VmError};
 pub use helpers::{HelperContext, HelperError, Helpers};
-pub use interp::{Interpreter, Outcome, DEFAULT_BUDGET};
-pub use program::{Program, FRAME_SIZE, MAX_FRAMES};
+pub use instance::{Instance, InstanceError, PacketRun, RunError};
+pub use interp::{Entry, Interpreter, Outcome, DEFAULT_BUDGET};
+pub use program::{Program, FRAME_SIZE, FUNC_TAG, MAX_FRAMES};

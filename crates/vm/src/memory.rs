@@ -62,6 +62,23 @@ impl Regions {
         start
     }
 
+    /// Appends a region (one a map or helper already described).
+    pub fn push_region(&mut self, r: Region) {
+        if !r.is_empty() {
+            self.items.push(r);
+        }
+    }
+
+    /// Region `i`.
+    pub fn get(&self, i: usize) -> Option<Region> {
+        self.items.get(i).copied()
+    }
+
+    /// Replaces region `i` (a packet whose head or tail a helper moved).
+    pub fn set(&mut self, i: usize, r: Region) {
+        self.items[i] = r;
+    }
+
     /// Moves the start of region `i` (the stack grows and shrinks this way as
     /// frames are entered and left).
     #[inline(always)]

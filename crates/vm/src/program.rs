@@ -238,7 +238,15 @@ pub struct Program {
     slots: Vec<RawInsn>,
     /// Helper ids the program calls directly.
     helper_calls: Vec<(usize, u32)>,
+    /// Slots whose address the program takes (LDDW of a BPF_PSEUDO_FUNC):
+    /// the subprograms it may pass to bpf_loop, as (slot, instruction
+    /// index), sorted.
+    callbacks: Vec<(usize, usize)>,
 }
+
+/// The tag of a callback address (the value LDDW of a BPF_PSEUDO_FUNC
+/// loads): `FUNC_TAG | slot`, so a program cannot make any integer a callback.
+pub const FUNC_TAG: u64 = 0xffff_c0de_0000_0000;
 
 impl Program {
     /// Validates and pre-decodes instruction slots.
@@ -246,6 +254,7 @@ impl Program {
         let insns = decode_program(slots)?;
         let mut ops = vec![op(Kind::Unreachable); slots.len() + 1];
         let mut helper_calls = Vec::new();
+        let mut callbacks = Vec::new();
         let mut idx = vec![0u32; slots.len()];
         for (i, l) in insns.iter().enumerate() {
             idx[l.pc] = i as u32;
@@ -269,11 +278,32 @@ impl Program {
                 helper_calls.push((l.pc, imm as u32));
             }
             ops[l.pc] = lower(l.pc, &l.insn, &idx);
+            if let Instruction::LoadImm64 {
+                pseudo: Pseudo::Func,
+                imm,
+                ..
+            } = l.insn
+            {
+                // As the kernel: the immediate is the callback's offset from
+                // the instruction after the LDDW's first slot.
+                let target = l.pc as i64 + 1 + imm as i32 as i64;
+                let starts = target >= 0
+                    && (target as usize) < slots.len()
+                    && insns.iter().any(|x| x.pc == target as usize);
+                if !starts {
+                    return Err(LoadError::BadCallback { pc: l.pc, target });
+                }
+                ops[l.pc].imm = FUNC_TAG | target as u64;
+                callbacks.push((target as usize, idx[target as usize] as usize));
+            }
         }
+        callbacks.sort_unstable();
+        callbacks.dedup();
         Ok(Program {
             ops,
             slots: slots.to_vec(),
             helper_calls,
+            callbacks,
         })
     }
 
@@ -290,6 +320,22 @@ impl Program {
     /// (slot index, helper id) of every direct helper call.
     pub fn helper_calls(&self) -> &[(usize, u32)] {
         &self.helper_calls
+    }
+
+    /// The slot a callback address designates, if the program took the
+    /// address of a subprogram starting there.
+    pub fn callback_slot(&self, addr: u64) -> Option<usize> {
+        self.callback(addr).map(|(slot, _)| slot)
+    }
+
+    /// (slot, instruction index) of a callback address.
+    pub(crate) fn callback(&self, addr: u64) -> Option<(usize, usize)> {
+        if addr & !0xffff_ffff != FUNC_TAG {
+            return None;
+        }
+        let slot = (addr & 0xffff_ffff) as usize;
+        let i = self.callbacks.binary_search_by_key(&slot, |c| c.0).ok()?;
+        Some(self.callbacks[i])
     }
 }
 

@@ -1,5 +1,9 @@
 //! Helper functions, registered by id as typed Rust closures.
 
+pub mod ids;
+pub mod kernel;
+
+use crate::env::RunEnv;
 use crate::memory::Regions;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,9 +13,22 @@ use std::sync::Arc;
 /// the program new regions.
 pub struct HelperContext<'a> {
     pub regions: &'a mut Regions,
+    /// The run's maps, CPU, packet context and host facts.
+    pub env: &'a mut RunEnv,
 }
 
 impl HelperContext<'_> {
+    /// Borrows `len` bytes the program passed by pointer, without copying.
+    pub fn slice(&self, addr: u64, len: usize) -> Result<&[u8], HelperError> {
+        let p = self
+            .regions
+            .translate(addr, len, false)
+            .ok_or_else(|| HelperError::fault(addr, len))?;
+        // SAFETY: translate checked that [addr, addr+len) lies in a live
+        // region; the program is paused while its helper runs.
+        Ok(unsafe { std::slice::from_raw_parts(p, len) })
+    }
+
     /// Reads `len` bytes the program passed by pointer.
     pub fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, HelperError> {
         self.regions
@@ -35,10 +52,18 @@ pub enum HelperError {
     Exit(u64),
     /// The call failed; the run ends with [`crate::VmError::Helper`].
     Failed(String),
+    /// bpf_loop: the interpreter calls the subprogram at instruction
+    /// `callback` with (index, ctx) up to `iterations` times, until it returns
+    /// non-zero; the helper's result is the number of calls made.
+    Loop {
+        callback: u64,
+        iterations: u32,
+        ctx: u64,
+    },
 }
 
 impl HelperError {
-    fn fault(addr: u64, len: usize) -> Self {
+    pub fn fault(addr: u64, len: usize) -> Self {
         HelperError::Failed(format!(
             "pointer argument {addr:#x} ({len} bytes) is outside the program's memory"
         ))
