@@ -11,6 +11,8 @@ const PERCPU_ARRAY: u32 = 6;
 const LRU_PERCPU_HASH: u32 = 10;
 const ARRAY_OF_MAPS: u32 = 12;
 const HASH_OF_MAPS: u32 = 13;
+const SOCKMAP: u32 = 15;
+const SOCKHASH: u32 = 18;
 const QUEUE: u32 = 22;
 const STACK: u32 = 23;
 const RINGBUF: u32 = 27;
@@ -66,13 +68,21 @@ fn fold_per_cpu(v: &[u8], size: usize, slot: usize) -> Vec<u8> {
     }
 }
 
-/// Whether a map's contents can be listed by key from user space (program
-/// arrays and map-in-maps hold engine-local ids; ring buffers, queues and
-/// stacks are compared by draining them).
+/// Whether a map's contents can be listed by key and compared from user
+/// space (program arrays, map-in-maps and socket maps hold engine-local ids
+/// or sockets; ring buffers, queues and stacks are compared by draining them).
 pub fn comparable(map_type: u32) -> bool {
     !matches!(
         map_type,
-        PROG_ARRAY | PERF_EVENT_ARRAY | ARRAY_OF_MAPS | HASH_OF_MAPS | RINGBUF | QUEUE | STACK
+        PROG_ARRAY
+            | PERF_EVENT_ARRAY
+            | SOCKMAP
+            | SOCKHASH
+            | ARRAY_OF_MAPS
+            | HASH_OF_MAPS
+            | RINGBUF
+            | QUEUE
+            | STACK
     )
 }
 

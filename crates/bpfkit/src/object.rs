@@ -12,7 +12,6 @@ use bytemuck::Pod;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 use thiserror::Error;
 
 pub use bpfkit_kernel::maps::{BPF_ANY, BPF_EXIST, BPF_NOEXIST};
@@ -338,19 +337,67 @@ impl Loaded {
                     object: self.name.clone(),
                     error,
                 };
-                let repeat = repeat.max(1);
-                let start = Instant::now();
-                let mut last = v.run_packet(program, input).map_err(err)?;
-                for _ in 1..repeat {
-                    last = v.run_packet(program, input).map_err(err)?;
-                }
-                let duration_ns = (start.elapsed().as_nanos() / repeat as u128) as u64;
+                let (last, per_run) = v.run_packet_repeat(program, input, repeat).map_err(err)?;
                 Ok(RunOutput {
                     retval: last.retval,
                     output: last.output,
-                    duration_ns,
+                    duration_ns: per_run.as_nanos() as u64,
                 })
             }
+        }
+    }
+
+    /// Runs a program whose context is plain memory once: a raw tracepoint
+    /// with its u64 arguments (both engines; the kernel through
+    /// BPF_PROG_TEST_RUN with the arguments as its context), or in the VM
+    /// any tracing program with its context bytes (a tracepoint record,
+    /// pt_regs). Returns r0 and the context after the run.
+    pub fn run_context(&mut self, program: &str, ctx: &[u8]) -> Result<RunOutput, Error> {
+        match &mut self.inner {
+            Inner::Kernel(k) => {
+                let run = bpfkit_kernel::TestRun {
+                    data_in: &[],
+                    data_out_len: Some(0),
+                    ctx_in: Some(ctx),
+                    ctx_out_len: 0,
+                    // Raw tracepoint test runs take no repeat count.
+                    repeat: 0,
+                    flags: 0,
+                };
+                let out = k.test_run(program, &run).map_err(|error| Error::Kernel {
+                    object: self.name.clone(),
+                    error,
+                })?;
+                Ok(RunOutput {
+                    retval: out.retval as u64,
+                    output: ctx.to_vec(),
+                    duration_ns: out.duration_ns as u64,
+                })
+            }
+            Inner::Vm(v) => {
+                let mut mem = ctx.to_vec();
+                let start = std::time::Instant::now();
+                let out = v
+                    .run_memory(program, &mut mem)
+                    .map_err(|error| Error::VmRun {
+                        object: self.name.clone(),
+                        error,
+                    })?;
+                Ok(RunOutput {
+                    retval: out.r0,
+                    output: mem,
+                    duration_ns: start.elapsed().as_nanos() as u64,
+                })
+            }
+        }
+    }
+
+    /// The VM instance underneath, mutably (to set the task facts helpers
+    /// report), when the engine is the VM.
+    pub fn vm_mut(&mut self) -> Option<&mut Instance> {
+        match &mut self.inner {
+            Inner::Vm(v) => Some(v),
+            Inner::Kernel(_) => None,
         }
     }
 

@@ -150,6 +150,10 @@ enum ListCommand {
 }
 
 fn main() {
+    // Output piped into `head` and the like ends quietly, as for any Unix
+    // tool, rather than failing on the closed pipe.
+    // SAFETY: called before any other thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     if let Err(e) = run(Cli::parse()) {
         eprintln!("bpfkit: {e:#}");
         std::process::exit(1);

@@ -199,6 +199,19 @@ struct PacketResult {
     retval: u64,
     output: Vec<u8>,
     duration_ns: u64,
+    /// Why the engine refused to run the packet (the kernel's test run
+    /// refuses some frames, e.g. a truncated IP header for skb programs; the
+    /// VM refuses the same ones).
+    refused: Option<String>,
+}
+
+impl PacketResult {
+    fn verdict(&self, kind: Option<bpfkit_object::ProgramKind>) -> String {
+        match self.refused {
+            Some(_) => "refused".into(),
+            None => verdict_name(kind, self.retval),
+        }
+    }
 }
 
 /// `bpfkit run OBJECT ...`. Returns the process exit code.
@@ -227,15 +240,28 @@ pub fn run(path: &PathBuf, load_args: &LoadArgs, args: &RunObjectArgs) -> Result
     let mut results: Vec<Vec<PacketResult>> = Vec::new();
     for l in loaded.iter_mut() {
         let mut per = Vec::with_capacity(packets.len());
-        for (i, p) in packets.iter().enumerate() {
-            let out = l
-                .run(&program, &p.data, args.repeat.max(1))
-                .with_context(|| format!("packet {} ({:?} engine)", i + 1, l.engine()))?;
-            per.push(PacketResult {
-                retval: out.retval,
-                output: out.output,
-                duration_ns: out.duration_ns,
+        for p in &packets {
+            per.push(match l.run(&program, &p.data, args.repeat.max(1)) {
+                Ok(out) => PacketResult {
+                    retval: out.retval,
+                    output: out.output,
+                    duration_ns: out.duration_ns,
+                    refused: None,
+                },
+                Err(e) => PacketResult {
+                    retval: 0,
+                    output: Vec::new(),
+                    duration_ns: 0,
+                    refused: Some(e.to_string()),
+                },
             });
+        }
+        if per.iter().all(|r| r.refused.is_some()) {
+            bail!(
+                "the {:?} engine refused every packet: {}",
+                l.engine(),
+                per[0].refused.as_deref().unwrap_or("")
+            );
         }
         results.push(per);
     }
@@ -244,13 +270,13 @@ pub fn run(path: &PathBuf, load_args: &LoadArgs, args: &RunObjectArgs) -> Result
     let mut differences: Vec<String> = Vec::new();
     if results.len() == 2 {
         for (i, (a, b)) in results[0].iter().zip(&results[1]).enumerate() {
-            if a.retval != b.retval {
+            if a.refused.is_some() != b.refused.is_some() || a.retval != b.retval {
                 differences.push(format!(
                     "packet {}: verdict {} in {:?}, {} in {:?}",
                     i + 1,
-                    verdict_name(kind, a.retval),
+                    a.verdict(kind),
                     engines[0],
-                    verdict_name(kind, b.retval),
+                    b.verdict(kind),
                     engines[1]
                 ));
             } else if a.output != b.output {
@@ -285,7 +311,7 @@ pub fn run(path: &PathBuf, load_args: &LoadArgs, args: &RunObjectArgs) -> Result
         let kept: Vec<Packet> = packets
             .iter()
             .zip(&results[0])
-            .filter(|(_, r)| passes(kind, r.retval))
+            .filter(|(_, r)| r.refused.is_none() && passes(kind, r.retval))
             .map(|(p, r)| Packet {
                 timestamp: p.timestamp,
                 orig_len: r.output.len() as u32,
@@ -299,7 +325,7 @@ pub fn run(path: &PathBuf, load_args: &LoadArgs, args: &RunObjectArgs) -> Result
     for per in &results {
         let mut counts = BTreeMap::new();
         for r in per {
-            *counts.entry(verdict_name(kind, r.retval)).or_insert(0) += 1;
+            *counts.entry(r.verdict(kind)).or_insert(0) += 1;
         }
         verdicts.push(counts);
     }
@@ -316,10 +342,11 @@ pub fn run(path: &PathBuf, load_args: &LoadArgs, args: &RunObjectArgs) -> Result
                         .iter()
                         .map(|r| {
                             json!({
-                                "verdict": verdict_name(kind, r.retval),
+                                "verdict": r.verdict(kind),
                                 "retval": r.retval,
                                 "output_len": r.output.len(),
                                 "ns": r.duration_ns,
+                                "refused": r.refused,
                             })
                         })
                         .collect();
@@ -344,7 +371,12 @@ pub fn run(path: &PathBuf, load_args: &LoadArgs, args: &RunObjectArgs) -> Result
             args.repeat.max(1)
         );
         for (e, (v, per)) in engines.iter().zip(verdicts.iter().zip(&results)) {
-            let avg = per.iter().map(|r| r.duration_ns).sum::<u64>() / per.len() as u64;
+            let ran: Vec<u64> = per
+                .iter()
+                .filter(|r| r.refused.is_none())
+                .map(|r| r.duration_ns)
+                .collect();
+            let avg = ran.iter().sum::<u64>() / ran.len().max(1) as u64;
             println!("{e:?} engine: {avg} ns per run on average");
             for (name, n) in v {
                 println!("  {name:<16} {n}");
@@ -457,7 +489,12 @@ fn dump_maps(l: &Loaded) -> Result<Value> {
         let fmt = |type_id: Option<u32>, bytes: &[u8]| -> Value {
             match (btf, type_id) {
                 (Some(b), Some(id)) if id != 0 => b.format_value(id, bytes),
-                _ => Value::String(hex(bytes)),
+                // No type: 4- and 8-byte values are most often integers.
+                _ => match bytes.len() {
+                    4 => json!(u32::from_ne_bytes(bytes.try_into().expect("4 bytes"))),
+                    8 => json!(u64::from_ne_bytes(bytes.try_into().expect("8 bytes"))),
+                    _ => Value::String(hex(bytes)),
+                },
             }
         };
         let (kid, vid) = spec

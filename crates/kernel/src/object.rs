@@ -488,9 +488,10 @@ impl KernelObject {
                 aya::programs::Program::Xdp(x) => x.load(),
                 aya::programs::Program::SchedClassifier(x) => x.load(),
                 aya::programs::Program::SocketFilter(x) => x.load(),
+                aya::programs::Program::RawTracePoint(x) => x.load(),
                 other => {
                     return Err(fail(format!(
-                        "{:?} programs cannot be test-run here (XDP, tc and socket filters can)",
+                        "{:?} programs cannot be test-run here (XDP, tc, socket filters and raw tracepoints can)",
                         other.prog_type()
                     )))
                 }

@@ -5,13 +5,17 @@ use crate::context::PacketContext;
 use crate::maps::MapRegistry;
 use std::sync::{Arc, Mutex};
 
-/// Where an XDP or tc program asked its packet to go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where an XDP or tc program asked its packet to go, or a socket program
+/// its data.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Redirect {
     /// bpf_redirect(ifindex, flags).
     Ifindex { ifindex: u32, flags: u64 },
     /// bpf_redirect_map(map, key, flags), with the map's id.
     Map { map: u32, key: u64, flags: u64 },
+    /// bpf_sk_redirect_map/hash, bpf_msg_redirect_map/hash: the SOCKMAP or
+    /// SOCKHASH map's id, the key's bytes, and the flags (BPF_F_INGRESS).
+    Socket { map: u32, key: Vec<u8>, flags: u64 },
 }
 
 /// Facts the host sets for helpers that report on "the current task", and
@@ -24,6 +28,8 @@ pub struct HostEnv {
     pub uid_gid: u64,
     /// bpf_get_current_comm.
     pub comm: [u8; 16],
+    /// bpf_get_current_cgroup_id (0: no cgroup).
+    pub cgroup_id: u64,
     /// Lines written by bpf_trace_printk, in order.
     pub trace: Mutex<Vec<String>>,
     /// State of bpf_get_prandom_u32 (seedable for reproducible runs).
@@ -38,6 +44,7 @@ impl Default for HostEnv {
             pid_tgid: 0,
             uid_gid: 0,
             comm,
+            cgroup_id: 0,
             trace: Mutex::new(Vec::new()),
             prandom: std::sync::atomic::AtomicU64::new(0x2545_f491_4f6c_dd1d),
         }

@@ -9,7 +9,7 @@ use crate::maps::{self, BpfMap, MapDef, MapError, MapRegistry};
 use crate::{Entry, Interpreter, LoadError, Program, VmError};
 use bpfkit_isa::RawInsn;
 use bpfkit_object::{MapSpec, ObjectFile, ProgramKind};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use thiserror::Error;
 
 /// Why an object could not be loaded into the VM. Every variant names the
@@ -118,14 +118,20 @@ pub struct Instance {
     programs: Vec<VmProgram>,
     helpers: Helpers,
     host: Arc<HostEnv>,
-    /// Interpreters reused across runs, one set per concurrent caller.
-    pool: Mutex<Vec<Runner>>,
+    /// The instance's "CPUs": one runner (interpreters and run state) per
+    /// possible CPU, made on first use. A run holds one for its duration,
+    /// so at most that many programs run at once, each with its own per-CPU
+    /// map slots, as in the kernel; further callers wait for a free one.
+    pool: Mutex<Pool>,
+    cpu_free: Condvar,
 }
 
 /// The helpers an object's programs get: the kernel's, by id.
 pub fn kernel_helpers() -> Helpers {
     let mut h = helpers::kernel::kernel_helpers();
     context::register_packet_helpers(&mut h);
+    helpers::tracing::register_tracing_helpers(&mut h);
+    maps::sockmap::register_sockmap_helpers(&mut h);
     h
 }
 
@@ -238,7 +244,8 @@ impl Instance {
             programs,
             helpers,
             host: Arc::new(HostEnv::default()),
-            pool: Mutex::new(Vec::new()),
+            pool: Mutex::new(Pool::default()),
+            cpu_free: Condvar::new(),
         })
     }
 
@@ -318,6 +325,20 @@ impl Instance {
     /// Runs a packet program (XDP, tc, socket filter, cgroup_skb, sk_skb) on
     /// `packet` as BPF_PROG_TEST_RUN would, following its tail calls.
     pub fn run_packet(&self, program: &str, packet: &[u8]) -> Result<PacketRun, RunError> {
+        self.run_packet_repeat(program, packet, 1)
+            .map(|(run, _)| run)
+    }
+
+    /// Runs a packet program `repeat` times (at least once) on one context
+    /// built from `packet`, as BPF_PROG_TEST_RUN's `repeat` does (the packet
+    /// is not restored between runs); returns the last run and the time per
+    /// run, setup excluded.
+    pub fn run_packet_repeat(
+        &self,
+        program: &str,
+        packet: &[u8],
+        repeat: u32,
+    ) -> Result<(PacketRun, std::time::Duration), RunError> {
         let id = self.id(program)?;
         let p = &self.programs[id as usize];
         if p.context.is_packet() {
@@ -345,22 +366,36 @@ impl Instance {
         };
         let mut runner = self.runner();
         runner.env.packet = Some(ctx);
-        let result = runner.chain(self, id, |env, regions| match env.packet.as_mut() {
-            Some(ctx) => ctx.enter(regions),
-            None => Entry::default(),
-        });
+        let repeat = repeat.max(1);
+        let start = std::time::Instant::now();
+        let mut result = Ok(crate::Outcome { r0: 0, insns: 0 });
+        for _ in 0..repeat {
+            // Each run starts its own tail-call count, as each run of the
+            // kernel's test loop does.
+            runner.env.tail_calls = 0;
+            runner.env.redirect = None;
+            result = runner.chain(self, id, |env, regions| match env.packet.as_mut() {
+                Some(ctx) => ctx.enter(regions),
+                None => Entry::default(),
+            });
+            if result.is_err() {
+                break;
+            }
+        }
+        let per_run = start.elapsed() / repeat;
         let ctx = runner.env.packet.take();
         let redirect = runner.env.redirect.take();
         let tail_calls = runner.env.tail_calls;
         self.give_back(runner);
         let out = result?;
-        Ok(PacketRun {
+        let run = PacketRun {
             retval: out.r0,
             output: ctx.map(|c| c.output()).unwrap_or_default(),
             insns: out.insns,
             tail_calls,
             redirect,
-        })
+        };
+        Ok((run, per_run))
     }
 
     /// Runs a program with r1 pointing at `mem` (plain memory, a tracepoint
@@ -385,15 +420,33 @@ impl Instance {
     }
 
     fn runner(&self) -> Runner {
-        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut r = pooled.unwrap_or_else(|| Runner {
-            interps: (0..self.programs.len()).map(|_| None).collect(),
-            env: RunEnv::default(),
-        });
+        let want = maps::current_cpu();
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let mut r = loop {
+            // The calling thread's own CPU when it is free, else any.
+            if let Some(i) = pool.idle.iter().position(|r| r.env.cpu == want) {
+                break pool.idle.swap_remove(i);
+            }
+            if !pool.made_cpu(want) {
+                pool.made_cpus.push(want);
+                break self.new_runner(want);
+            }
+            if let Some(r) = pool.idle.pop() {
+                break r;
+            }
+            if (pool.made_cpus.len() as u32) < maps::possible_cpus() {
+                let cpu = (0..maps::possible_cpus())
+                    .find(|c| !pool.made_cpu(*c))
+                    .expect("a CPU not yet made");
+                pool.made_cpus.push(cpu);
+                break self.new_runner(cpu);
+            }
+            pool = self.cpu_free.wait(pool).unwrap_or_else(|e| e.into_inner());
+        };
+        drop(pool);
         r.env.maps = self.maps.clone();
         r.env.host = self.host.clone();
         r.env.programs = self.programs.len() as u32;
-        r.env.cpu = maps::current_cpu();
         r.env.tail_call = None;
         r.env.tail_calls = 0;
         r.env.redirect = None;
@@ -401,8 +454,37 @@ impl Instance {
         r
     }
 
+    fn new_runner(&self, cpu: u32) -> Runner {
+        let env = RunEnv {
+            cpu,
+            ..RunEnv::default()
+        };
+        Runner {
+            interps: (0..self.programs.len()).map(|_| None).collect(),
+            env,
+        }
+    }
+
     fn give_back(&self, r: Runner) {
-        self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+        self.pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .idle
+            .push(r);
+        self.cpu_free.notify_one();
+    }
+}
+
+/// The runners of an instance: those idle, and the CPUs made so far.
+#[derive(Default)]
+struct Pool {
+    idle: Vec<Runner>,
+    made_cpus: Vec<u32>,
+}
+
+impl Pool {
+    fn made_cpu(&self, cpu: u32) -> bool {
+        self.made_cpus.contains(&cpu)
     }
 }
 

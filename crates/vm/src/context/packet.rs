@@ -42,11 +42,18 @@ unsafe impl Sync for RawBuf {}
 
 impl RawBuf {
     fn new(len: usize) -> RawBuf {
-        let words = len.div_ceil(8).max(1);
-        let b: Box<[u64]> = vec![0u64; words].into_boxed_slice();
+        let need = len.div_ceil(8).max(1);
+        // A buffer a previous run on this thread released, zeroed as far as
+        // this run can reach: a packet run then costs no allocation.
+        if let Some((ptr, words)) = SPARE.with(|s| s.borrow_mut().take(need)) {
+            // SAFETY: a spare buffer holds `words` >= `need` u64s.
+            unsafe { std::ptr::write_bytes(ptr, 0, need) };
+            return RawBuf { ptr, words, len };
+        }
+        let b: Box<[u64]> = vec![0u64; need].into_boxed_slice();
         RawBuf {
             ptr: Box::into_raw(b).cast::<u64>(),
-            words,
+            words: need,
             len,
         }
     }
@@ -107,9 +114,56 @@ impl RawBuf {
 
 impl Drop for RawBuf {
     fn drop(&mut self) {
-        // SAFETY: ptr came from Box::into_raw of a boxed slice of `words`.
-        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr, self.words)) });
+        let (ptr, words) = (self.ptr, self.words);
+        let kept = SPARE
+            .try_with(|s| s.borrow_mut().keep(ptr, words))
+            .unwrap_or(false);
+        if !kept {
+            free_words(ptr, words);
+        }
     }
+}
+
+fn free_words(ptr: *mut u64, words: usize) {
+    // SAFETY: ptr came from Box::into_raw of a boxed slice of `words`.
+    drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, words)) });
+}
+
+/// Released packet and context buffers of this thread, for reuse.
+struct Spare(Vec<(*mut u64, usize)>);
+
+impl Spare {
+    const MAX: usize = 8;
+
+    fn take(&mut self, need: usize) -> Option<(*mut u64, usize)> {
+        // Not much larger than needed, so a big frame is not pinned by
+        // small ones.
+        let i = self
+            .0
+            .iter()
+            .position(|&(_, w)| w >= need && w <= need.saturating_mul(2).max(64))?;
+        Some(self.0.swap_remove(i))
+    }
+
+    fn keep(&mut self, ptr: *mut u64, words: usize) -> bool {
+        if self.0.len() >= Self::MAX {
+            return false;
+        }
+        self.0.push((ptr, words));
+        true
+    }
+}
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        for (ptr, words) in self.0.drain(..) {
+            free_words(ptr, words);
+        }
+    }
+}
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Spare> = const { std::cell::RefCell::new(Spare(Vec::new())) };
 }
 
 /// The per-run state of a packet program's context (xdp_md or __sk_buff):

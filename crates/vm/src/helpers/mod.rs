@@ -2,6 +2,7 @@
 
 pub mod ids;
 pub mod kernel;
+pub mod tracing;
 
 use crate::env::RunEnv;
 use crate::memory::Regions;

@@ -24,9 +24,11 @@ pub mod devmap;
 pub mod hash;
 pub mod lpm_trie;
 pub mod map_in_map;
+pub mod perf_event_array;
 pub mod prog_array;
 pub mod queue_stack;
 pub mod ringbuf;
+pub mod sockmap;
 mod storage;
 
 pub use array::ArrayMap;
@@ -34,9 +36,11 @@ pub use devmap::DevMap;
 pub use hash::HashMap;
 pub use lpm_trie::LpmTrie;
 pub use map_in_map::MapInMap;
+pub use perf_event_array::PerfEventArray;
 pub use prog_array::ProgArray;
 pub use queue_stack::QueueStack;
 pub use ringbuf::RingBuf;
+pub use sockmap::SockMap;
 
 /// BPF_MAP_TYPE_* numbers (uapi/linux/bpf.h).
 pub mod types {
@@ -52,6 +56,8 @@ pub mod types {
     pub const ARRAY_OF_MAPS: u32 = 12;
     pub const HASH_OF_MAPS: u32 = 13;
     pub const DEVMAP: u32 = 14;
+    pub const SOCKMAP: u32 = 15;
+    pub const SOCKHASH: u32 = 18;
     pub const QUEUE: u32 = 22;
     pub const STACK: u32 = 23;
     pub const DEVMAP_HASH: u32 = 25;
@@ -117,6 +123,9 @@ pub enum MapError {
     /// EINVAL: a bad argument (flags, sizes, definition).
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// EINVAL at creation: the VM does not implement this map type.
+    #[error("map type {0} is not supported by the VM")]
+    UnsupportedType(u32),
     /// ENOTSUPP (524) / EOPNOTSUPP: the operation does not apply to the map type.
     #[error("operation not supported on this map type")]
     NotSupported,
@@ -144,7 +153,7 @@ impl MapError {
             MapError::NotFound => 2,
             MapError::Exists => 17,
             MapError::TooBig => 7,
-            MapError::Invalid(_) => 22,
+            MapError::Invalid(_) | MapError::UnsupportedType(_) => 22,
             MapError::NotSupported => 524,
             MapError::NoSpace => 12,
             MapError::Busy => 16,
@@ -323,12 +332,9 @@ pub fn create(def: &MapDef, registry: &Arc<MapRegistry>) -> Result<Arc<dyn BpfMa
         types::PROG_ARRAY => Arc::new(ProgArray::new(def)?),
         types::ARRAY_OF_MAPS | types::HASH_OF_MAPS => Arc::new(MapInMap::new(def, registry)?),
         types::DEVMAP | types::DEVMAP_HASH => Arc::new(DevMap::new(def)?),
-        t => {
-            return Err(MapError::Invalid(format!(
-                "map `{}`: map type {t} is not supported by the VM",
-                def.name
-            )))
-        }
+        types::PERF_EVENT_ARRAY => Arc::new(PerfEventArray::new(def)?),
+        types::SOCKMAP | types::SOCKHASH => Arc::new(SockMap::new(def)?),
+        t => return Err(MapError::UnsupportedType(t)),
     })
 }
 
