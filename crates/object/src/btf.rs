@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use serde_json::{Map as JsonMap, Value};
 
 const MAX_DEPTH: usize = 32;
+/// Values one `format_value` call formats at most.
+const MAX_NODES: usize = 1 << 20;
 
 /// One BTF type; ids are positions in [`BtfInfo::types`] (0 is `void`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -584,13 +586,23 @@ impl BtfInfo {
     /// typedef/const/volatile resolved, a `DATASEC` as an object of variable
     /// name → value. Parts that fall outside `bytes` are `null`.
     pub fn format_value(&self, type_id: u32, bytes: &[u8]) -> Value {
-        self.fmt_at(type_id, bytes, 0)
+        // A bound on the values formatted: nested aggregates in a crafted
+        // BTF could otherwise multiply into billions of calls.
+        let budget = std::cell::Cell::new(MAX_NODES);
+        self.fmt_at(type_id, bytes, 0, &budget)
     }
 
-    fn fmt_at(&self, id: u32, bytes: &[u8], depth: usize) -> Value {
-        if depth > MAX_DEPTH {
+    fn fmt_at(
+        &self,
+        id: u32,
+        bytes: &[u8],
+        depth: usize,
+        budget: &std::cell::Cell<usize>,
+    ) -> Value {
+        if depth > MAX_DEPTH || budget.get() == 0 {
             return Value::Null;
         }
+        budget.set(budget.get() - 1);
         let id = self.resolve(id);
         let Some(t) = self.get(id) else {
             return Value::Null;
@@ -667,7 +679,7 @@ impl BtfInfo {
                 Value::Array(
                     (0..n)
                         .map(|i| match bytes.get(i * esize..) {
-                            Some(b) => self.fmt_at(*elem, b, depth + 1),
+                            Some(b) => self.fmt_at(*elem, b, depth + 1, budget),
                             None => Value::Null,
                         })
                         .collect(),
@@ -675,10 +687,10 @@ impl BtfInfo {
             }
             BtfType::Struct { members, .. } | BtfType::Union { members, .. } => {
                 let mut obj = JsonMap::new();
-                self.fmt_members(members, bytes, depth, &mut obj);
+                self.fmt_members(members, bytes, depth, &mut obj, budget);
                 Value::Object(obj)
             }
-            BtfType::Var { target, .. } => self.fmt_at(*target, bytes, depth + 1),
+            BtfType::Var { target, .. } => self.fmt_at(*target, bytes, depth + 1, budget),
             BtfType::DataSec { vars, .. } => {
                 let mut obj = JsonMap::new();
                 for v in vars {
@@ -687,7 +699,7 @@ impl BtfInfo {
                         _ => continue,
                     };
                     let value = match field(bytes, v.offset as usize, v.size as usize) {
-                        Some(b) => self.fmt_at(v.type_id, b, depth + 1),
+                        Some(b) => self.fmt_at(v.type_id, b, depth + 1, budget),
                         None => Value::Null,
                     };
                     obj.insert(name, value);
@@ -726,13 +738,14 @@ impl BtfInfo {
         bytes: &[u8],
         depth: usize,
         obj: &mut JsonMap<String, Value>,
+        budget: &std::cell::Cell<usize>,
     ) {
         for m in members {
             let value = if m.bitfield_size > 0 || self.is_legacy_bitfield(m) {
                 self.fmt_bitfield(m, bytes)
             } else {
                 match bytes.get(m.bit_offset as usize / 8..) {
-                    Some(b) => self.fmt_at(m.type_id, b, depth + 1),
+                    Some(b) => self.fmt_at(m.type_id, b, depth + 1, budget),
                     None => Value::Null,
                 }
             };

@@ -2,7 +2,7 @@
 //! on, the packet context, and the process facts helpers report.
 
 use crate::context::PacketContext;
-use crate::maps::MapRegistry;
+use crate::maps::{BpfMap, MapRegistry};
 use std::sync::{Arc, Mutex};
 
 /// Where an XDP or tc program asked its packet to go, or a socket program
@@ -51,6 +51,15 @@ impl Default for HostEnv {
     }
 }
 
+/// The registry's maps as a run last saw them, so a helper resolves a map
+/// handle without taking the registry's lock.
+#[derive(Debug, Default)]
+pub struct MapCache {
+    maps: Vec<Arc<dyn BpfMap>>,
+    /// The registry and generation the snapshot is of.
+    of: Option<(Arc<MapRegistry>, u64)>,
+}
+
 /// The state of one run (and of the tail calls it makes).
 #[derive(Debug)]
 pub struct RunEnv {
@@ -66,6 +75,8 @@ pub struct RunEnv {
     pub tail_calls: u32,
     /// How many programs the instance has (valid tail-call targets are below).
     pub programs: u32,
+    /// Map handles resolved without locking (refreshed as runs start).
+    pub map_cache: MapCache,
     /// The last bpf_redirect / bpf_redirect_map of the run.
     pub redirect: Option<Redirect>,
 }
@@ -80,6 +91,7 @@ impl Default for RunEnv {
             tail_call: None,
             tail_calls: 0,
             programs: 0,
+            map_cache: MapCache::default(),
             redirect: None,
         }
     }
@@ -87,3 +99,27 @@ impl Default for RunEnv {
 
 /// The kernel's limit on tail calls in one run (MAX_TAIL_CALL_CNT).
 pub const MAX_TAIL_CALLS: u32 = 33;
+
+impl RunEnv {
+    /// The map a program handle designates.
+    pub fn map(&self, handle: u64) -> Option<Arc<dyn BpfMap>> {
+        if let Some(id) = MapRegistry::id_of(handle) {
+            if let Some(m) = self.map_cache.maps.get(id as usize) {
+                return Some(m.clone());
+            }
+        }
+        // A map registered since the run started.
+        self.maps.from_handle(handle)
+    }
+
+    /// Brings the map cache up to date with the registry.
+    pub(crate) fn refresh_map_cache(&mut self) {
+        let generation = self.maps.generation();
+        let fresh = matches!(&self.map_cache.of,
+            Some((r, g)) if Arc::ptr_eq(r, &self.maps) && *g == generation);
+        if !fresh {
+            self.map_cache.maps = self.maps.snapshot();
+            self.map_cache.of = Some((self.maps.clone(), generation));
+        }
+    }
+}

@@ -118,6 +118,8 @@ pub struct Instance {
     programs: Vec<VmProgram>,
     helpers: Helpers,
     host: Arc<HostEnv>,
+    /// The program type each program array holds (by map id).
+    prog_array_owners: Mutex<std::collections::HashMap<u32, ProgramKind>>,
     /// The instance's "CPUs": one runner (interpreters and run state) per
     /// possible CPU, made on first use. A run holds one for its duration,
     /// so at most that many programs run at once, each with its own per-CPU
@@ -208,8 +210,20 @@ impl Instance {
             map_ids.push((spec.name.clone(), id));
         }
         let mut programs = Vec::with_capacity(object.programs.len());
+        let mut owners = std::collections::HashMap::new();
         for spec in &object.programs {
-            let slots = link(&spec.name, &spec.insns, &maps, &map_ids)?;
+            let (slots, used) = link(&spec.name, &spec.insns, &maps, &map_ids)?;
+            // A program array belongs to the type of the first program
+            // that uses it, as the kernel records its owner.
+            for i in used {
+                let (_, id) = map_ids[i];
+                if maps
+                    .get(id)
+                    .is_some_and(|m| m.def().map_type == maps::types::PROG_ARRAY)
+                {
+                    owners.entry(id).or_insert(spec.kind);
+                }
+            }
             let context = context_kind(spec.kind);
             let slots =
                 context::rewrite(context, &slots).map_err(|error| InstanceError::Context {
@@ -244,6 +258,7 @@ impl Instance {
             programs,
             helpers,
             host: Arc::new(HostEnv::default()),
+            prog_array_owners: Mutex::new(owners),
             pool: Mutex::new(Pool::default()),
             cpu_free: Condvar::new(),
         })
@@ -298,6 +313,23 @@ impl Instance {
         let id = self
             .program_id(program)
             .ok_or_else(|| format!("no program `{program}` in the object"))?;
+        // As bpf_prog_map_compatible: one program type per array.
+        let kind = self.programs[id as usize].kind;
+        let (_, map_id) = self
+            .map_ids
+            .iter()
+            .find(|(n, _)| n == map)
+            .expect("the map exists");
+        let mut owners = self
+            .prog_array_owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let owner = *owners.entry(*map_id).or_insert(kind);
+        if owner != kind {
+            return Err(format!(
+                "program `{program}` is a {kind:?} program; program array `{map}` holds {owner:?} programs"
+            ));
+        }
         m.update(&index.to_le_bytes(), &id.to_le_bytes(), maps::BPF_ANY)
             .map_err(|e| format!("map `{map}`: {e}"))
     }
@@ -375,7 +407,9 @@ impl Instance {
             runner.env.tail_calls = 0;
             runner.env.redirect = None;
             result = runner.chain(self, id, |env, regions| match env.packet.as_mut() {
-                Some(ctx) => ctx.enter(regions),
+                // SAFETY: the context stays in the runner's environment
+                // until the run ends.
+                Some(ctx) => unsafe { ctx.enter(regions) },
                 None => Entry::default(),
             });
             if result.is_err() {
@@ -386,7 +420,7 @@ impl Instance {
         let ctx = runner.env.packet.take();
         let redirect = runner.env.redirect.take();
         let tail_calls = runner.env.tail_calls;
-        self.give_back(runner);
+        drop(runner);
         let out = result?;
         let run = PacketRun {
             retval: out.r0,
@@ -408,18 +442,19 @@ impl Instance {
             let addr = if len == 0 {
                 0
             } else {
-                regions.add_rw(ptr, len)
+                // SAFETY: `mem` is borrowed for the whole run.
+                unsafe { regions.add_rw(ptr, len) }
             };
             Entry {
                 args: [addr, len as u64, 0, 0, 0],
                 packet: (addr, len as u64),
             }
         });
-        self.give_back(runner);
+        drop(runner);
         result
     }
 
-    fn runner(&self) -> Runner {
+    fn runner(&self) -> Lease<'_> {
         let want = maps::current_cpu();
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         let mut r = loop {
@@ -451,7 +486,10 @@ impl Instance {
         r.env.tail_calls = 0;
         r.env.redirect = None;
         r.env.packet = None;
-        r
+        Lease {
+            inst: self,
+            runner: Some(r),
+        }
     }
 
     fn new_runner(&self, cpu: u32) -> Runner {
@@ -472,6 +510,37 @@ impl Instance {
             .idle
             .push(r);
         self.cpu_free.notify_one();
+    }
+}
+
+/// A runner taken from the pool; it goes back when dropped, even when a run
+/// unwinds, so the instance never runs out of CPUs.
+struct Lease<'a> {
+    inst: &'a Instance,
+    runner: Option<Runner>,
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = Runner;
+    fn deref(&self) -> &Runner {
+        self.runner.as_ref().expect("held until drop")
+    }
+}
+
+impl std::ops::DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut Runner {
+        self.runner.as_mut().expect("held until drop")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(mut r) = self.runner.take() {
+            // A context left by a run that unwound is dropped here, after
+            // the run, not under a later one.
+            r.env.packet = None;
+            self.inst.give_back(r);
+        }
     }
 }
 
@@ -544,14 +613,16 @@ impl Runner {
 
 /// Resolves an object's LDDW pseudo loads for the VM: a map reference
 /// becomes the map's handle, a global variable reference the host address
-/// of the variable inside its array map's value.
+/// of the variable inside its array map's value. Also returns the indices
+/// of the maps referenced.
 fn link(
     program: &str,
     insns: &[RawInsn],
     maps: &MapRegistry,
     map_ids: &[(String, u32)],
-) -> Result<Vec<RawInsn>, InstanceError> {
+) -> Result<(Vec<RawInsn>, Vec<usize>), InstanceError> {
     let mut out = insns.to_vec();
+    let mut used = Vec::new();
     let err = |pc: usize, message: String| InstanceError::Link {
         program: program.to_string(),
         pc,
@@ -580,7 +651,10 @@ fn link(
         let value: Option<u64> = match src {
             0 | 4 => None,
             // BPF_PSEUDO_MAP_FD / BPF_PSEUDO_MAP_IDX
-            1 | 5 => Some(MapRegistry::handle(map_at(insn.imm)?.0)),
+            1 | 5 => {
+                used.push(insn.imm as u32 as usize);
+                Some(MapRegistry::handle(map_at(insn.imm)?.0))
+            }
             // BPF_PSEUDO_MAP_VALUE / BPF_PSEUDO_MAP_IDX_VALUE
             2 | 6 => {
                 let (_, map) = map_at(insn.imm)?;
@@ -617,5 +691,5 @@ fn link(
         }
         pc += 2;
     }
-    Ok(out)
+    Ok((out, used))
 }

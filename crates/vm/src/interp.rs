@@ -88,9 +88,10 @@ pub struct Interpreter<'p> {
     /// The environment of [`Self::run`] (which takes none).
     own_env: Option<Box<RunEnv>>,
     /// Map regions cached from the run environment's registry, with the
-    /// registry (by address) and generation they were read at.
+    /// registry and generation they were read at. Holding the registry keeps
+    /// the cached maps alive (and its address from being reused).
     map_regions: Vec<Region>,
-    map_regions_of: (usize, u64),
+    map_regions_of: Option<(Arc<crate::maps::MapRegistry>, u64)>,
 }
 
 impl<'p> Interpreter<'p> {
@@ -124,7 +125,7 @@ impl<'p> Interpreter<'p> {
             dirty_frames: 0,
             own_env: None,
             map_regions: Vec::new(),
-            map_regions_of: (0, u64::MAX),
+            map_regions_of: None,
         })
     }
 
@@ -147,7 +148,8 @@ impl<'p> Interpreter<'p> {
             let addr = if len == 0 {
                 0
             } else {
-                regions.add_rw(mem.as_mut_ptr(), len)
+                // SAFETY: `mem` is borrowed for the whole run.
+                unsafe { regions.add_rw(mem.as_mut_ptr(), len) }
             };
             Entry {
                 args: [addr, len as u64, 0, 0, 0],
@@ -178,14 +180,14 @@ impl<'p> Interpreter<'p> {
     ) -> Result<Outcome, VmError> {
         self.prepare_stack();
         let entry = setup(env, &mut self.regions);
-        let of = (
-            std::sync::Arc::as_ptr(&env.maps).addr(),
-            env.maps.generation(),
-        );
-        if of != self.map_regions_of {
+        let generation = env.maps.generation();
+        let fresh = matches!(&self.map_regions_of,
+            Some((r, g)) if Arc::ptr_eq(r, &env.maps) && *g == generation);
+        if !fresh {
             self.map_regions = env.maps.regions();
-            self.map_regions_of = of;
+            self.map_regions_of = Some((env.maps.clone(), generation));
         }
+        env.refresh_map_cache();
         for r in &self.map_regions {
             self.regions.push_region(*r);
         }
@@ -204,7 +206,8 @@ impl<'p> Interpreter<'p> {
         let top = self.stack.as_mut_ptr().cast::<u8>();
         // SAFETY: the stack holds MAX_FRAMES frames; frame 0 is the last one.
         let frame0 = unsafe { top.add(STACK_SIZE - FRAME_SIZE) };
-        self.regions.add_rw(frame0, FRAME_SIZE);
+        // SAFETY: the stack lives as long as the interpreter.
+        unsafe { self.regions.add_rw(frame0, FRAME_SIZE) };
     }
 
     fn execute(

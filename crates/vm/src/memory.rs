@@ -40,14 +40,19 @@ impl Regions {
 
     /// Adds a readable region backed by `ptr..ptr+len`.
     ///
-    /// The caller keeps the memory alive, and unaliased by Rust references, for
-    /// as long as the region stays in the table.
-    pub fn add_ro(&mut self, ptr: *const u8, len: usize) -> u64 {
+    /// # Safety
+    /// `ptr..ptr+len` must be one live allocation, and the caller keeps it
+    /// alive, and unaliased by Rust references, for as long as the region
+    /// stays in the table (until the run ends).
+    pub unsafe fn add_ro(&mut self, ptr: *const u8, len: usize) -> u64 {
         self.push(ptr.expose_provenance() as u64, len, false)
     }
 
-    /// Adds a readable and writable region; same contract as [`Self::add_ro`].
-    pub fn add_rw(&mut self, ptr: *mut u8, len: usize) -> u64 {
+    /// Adds a readable and writable region.
+    ///
+    /// # Safety
+    /// As [`Self::add_ro`].
+    pub unsafe fn add_rw(&mut self, ptr: *mut u8, len: usize) -> u64 {
         self.push(ptr.expose_provenance() as u64, len, true)
     }
 
@@ -63,7 +68,7 @@ impl Regions {
     }
 
     /// Appends a region (one a map or helper already described).
-    pub fn push_region(&mut self, r: Region) {
+    pub(crate) fn push_region(&mut self, r: Region) {
         if !r.is_empty() {
             self.items.push(r);
         }
@@ -75,7 +80,7 @@ impl Regions {
     }
 
     /// Replaces region `i` (a packet whose head or tail a helper moved).
-    pub fn set(&mut self, i: usize, r: Region) {
+    pub(crate) fn set(&mut self, i: usize, r: Region) {
         self.items[i] = r;
     }
 

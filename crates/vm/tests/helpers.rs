@@ -77,10 +77,11 @@ fn call(
 ) -> Result<u64, VmError> {
     let p = prog(&format!("call {id}\nexit"));
     let mut vm = Interpreter::new(&p, &kernel_helpers()).unwrap();
+    // SAFETY (every region below): the buffers outlive the run.
     vm.run_with(env, |regions| {
         let addrs: Vec<u64> = bufs
             .iter_mut()
-            .map(|b| regions.add_rw(b.as_mut_ptr(), b.len()))
+            .map(|b| unsafe { regions.add_rw(b.as_mut_ptr(), b.len()) })
             .collect();
         Entry {
             args: args(&addrs),
@@ -1120,17 +1121,18 @@ fn snprintf_with(fmt: &str, args: &[A<'_>], size: usize) -> (u64, Vec<u8>) {
         .collect();
     let mut data = vec![0u8; args.len() * 8 + 8];
     let r = vm
+        // SAFETY (every region below): the buffers outlive the run.
         .run_with(&mut RunEnv::default(), |regions| {
-            let o = regions.add_rw(out.as_mut_ptr(), out.len());
-            let fa = regions.add_ro(f.as_ptr(), f.len());
+            let o = unsafe { regions.add_rw(out.as_mut_ptr(), out.len()) };
+            let fa = unsafe { regions.add_ro(f.as_ptr(), f.len()) };
             for (i, a) in args.iter().enumerate() {
                 let v = match a {
                     A::N(n) => *n,
-                    A::Str(_) => regions.add_ro(strs[i].as_mut_ptr(), strs[i].len()),
+                    A::Str(_) => unsafe { regions.add_ro(strs[i].as_mut_ptr(), strs[i].len()) },
                 };
                 data[i * 8..i * 8 + 8].copy_from_slice(&v.to_ne_bytes());
             }
-            let d = regions.add_ro(data.as_ptr(), data.len());
+            let d = unsafe { regions.add_ro(data.as_ptr(), data.len()) };
             Entry {
                 args: [o, size as u64, fa, d, args.len() as u64 * 8],
                 packet: (0, 0),

@@ -142,3 +142,44 @@ fn runs_are_refused_with_named_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn a_program_array_holds_one_program_type() {
+    let inst = example("xdp_tail_chain");
+    inst.set_prog_array("jmp_table", 0, "xdp_stage_parse")
+        .unwrap();
+    let e = inst.set_prog_array("jmp_table", 1, "nope").unwrap_err();
+    assert_eq!(e, "no program `nope` in the object");
+    let e = inst
+        .set_prog_array("stage_hits", 1, "xdp_stage_parse")
+        .unwrap_err();
+    assert_eq!(e, "map `stage_hits` is not a program array");
+}
+
+#[test]
+fn a_program_of_another_type_is_refused_by_a_program_array() {
+    let path = format!(
+        "{}/../../bpf/examples/xdp_tail_chain.bpf.o",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut obj = bpfkit_object::parse(&std::fs::read(path).unwrap()).unwrap();
+    // The same code, declared a tc program (its context reads are valid
+    // __sk_buff reads too).
+    let p = obj
+        .programs
+        .iter_mut()
+        .find(|p| p.name == "xdp_self_loop")
+        .unwrap();
+    p.kind = bpfkit_object::ProgramKind::SchedCls;
+    let inst = Instance::load(&obj).unwrap();
+    // The array's owner is XDP: the programs using it are XDP programs.
+    let e = inst
+        .set_prog_array("jmp_table", 2, "xdp_self_loop")
+        .unwrap_err();
+    assert_eq!(
+        e,
+        "program `xdp_self_loop` is a SchedCls program; program array `jmp_table` holds Xdp programs"
+    );
+    inst.set_prog_array("jmp_table", 0, "xdp_stage_parse")
+        .unwrap();
+}

@@ -576,7 +576,8 @@ static READ_ONLY: [u8; 16] = [9; 16];
 fn write_to_read_only_memory() {
     // The region table itself.
     let mut regions = Regions::new();
-    let start = regions.add_ro(READ_ONLY.as_ptr(), READ_ONLY.len());
+    // SAFETY: a static lives forever.
+    let start = unsafe { regions.add_ro(READ_ONLY.as_ptr(), READ_ONLY.len()) };
     assert!(regions.translate(start, 16, false).is_some());
     assert!(regions.translate(start + 15, 1, true).is_none());
     assert!(regions.translate(start + 15, 2, false).is_none());
@@ -587,7 +588,11 @@ fn write_to_read_only_memory() {
     // is refused with the address of the store.
     let mut helpers = Helpers::new();
     helpers.register(1, "ro_buffer", |ctx, _| {
-        Ok(ctx.regions.add_ro(READ_ONLY.as_ptr(), READ_ONLY.len()))
+        // SAFETY: a static lives forever.
+        Ok(unsafe {
+            ctx.regions_mut()
+                .add_ro(READ_ONLY.as_ptr(), READ_ONLY.len())
+        })
     });
     let text = "call 1\nldxb %r2, [%r0+15]\nstxb [%r0+3], %r2\nexit";
     let e = run_asm_with(text, &mut [], &helpers, 1000).unwrap_err();

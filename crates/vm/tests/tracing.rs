@@ -31,7 +31,8 @@ fn call(
     vm.run_with(env, |regions| {
         let addrs: Vec<u64> = bufs
             .iter_mut()
-            .map(|b| regions.add_rw(b.as_mut_ptr(), b.len()))
+            // SAFETY: the buffers outlive the run.
+            .map(|b| unsafe { regions.add_rw(b.as_mut_ptr(), b.len()) })
             .collect();
         Entry {
             args: args(&addrs),

@@ -377,7 +377,7 @@ pub fn register_packet_helpers(h: &mut Helpers) {
     h.register(51, "bpf_redirect_map", |ctx, a| {
         let (handle, key, flags) = (a[0], a[1], a[2]);
         xdp_packet(ctx, "bpf_redirect_map")?;
-        let map = ctx.env.maps.from_handle(handle).ok_or_else(|| {
+        let map = ctx.env.map(handle).ok_or_else(|| {
             HelperError::Failed(format!("bpf_redirect_map: {handle:#x} is not a map"))
         })?;
         let def = map.def();

@@ -101,7 +101,9 @@ pub fn run(interp: &mut Interpreter<'_>, env: &mut RunEnv) -> Result<Outcome, Vm
         Some(p) => p.entry(),
         None => return interp.run_with(env, |_| Entry::default()),
     };
-    interp.run_with(env, move |regions| entry.enter(regions))
+    // SAFETY: the context stays in `env` for the whole run; helpers inside
+    // the crate never replace it, and helpers outside it cannot.
+    interp.run_with(env, move |regions| unsafe { entry.enter(regions) })
 }
 
 /// A plain-memory context: r1 = the memory (writable), r2 = its length.
@@ -111,7 +113,9 @@ pub fn plain(mem: &mut [u8]) -> impl FnOnce(&mut Regions) -> Entry + '_ {
         let addr = if len == 0 {
             0
         } else {
-            regions.add_rw(mem.as_mut_ptr(), len)
+            // SAFETY: the closure borrows `mem`, and run_with holds the
+            // closure for the whole run.
+            unsafe { regions.add_rw(mem.as_mut_ptr(), len) }
         };
         Entry {
             args: [addr, len as u64, 0, 0, 0],
@@ -125,7 +129,8 @@ fn read_only(mem: &[u8]) -> impl FnOnce(&mut Regions) -> Entry + '_ {
         let addr = if mem.is_empty() {
             0
         } else {
-            regions.add_ro(mem.as_ptr(), mem.len())
+            // SAFETY: as in `plain`.
+            unsafe { regions.add_ro(mem.as_ptr(), mem.len()) }
         };
         Entry {
             args: [addr, 0, 0, 0, 0],
@@ -146,7 +151,8 @@ pub fn raw_tracepoint(args: &[u64]) -> impl FnOnce(&mut Regions) -> Entry + '_ {
         let addr = if args.is_empty() {
             0
         } else {
-            regions.add_ro(args.as_ptr().cast::<u8>(), std::mem::size_of_val(args))
+            // SAFETY: as in `plain`.
+            unsafe { regions.add_ro(args.as_ptr().cast::<u8>(), std::mem::size_of_val(args)) }
         };
         Entry {
             args: [addr, 0, 0, 0, 0],

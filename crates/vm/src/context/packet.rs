@@ -213,11 +213,19 @@ pub struct ContextEntry {
 
 impl ContextEntry {
     /// Adds the context and packet regions; returns the entry registers.
-    pub fn enter(self, regions: &mut Regions) -> Entry {
-        let ctx = regions.add_rw(self.ctx, self.uapi_len);
-        // SAFETY: the shadow pointers follow the uapi struct in one allocation.
-        regions.add_ro(unsafe { self.ctx.add(self.uapi_len) }, SHADOW_SIZE);
-        regions.add_rw(self.packet, self.packet_len);
+    ///
+    /// # Safety
+    /// The context this entry came from must stay alive, its buffers
+    /// unmoved, until the run ends.
+    pub(crate) unsafe fn enter(self, regions: &mut Regions) -> Entry {
+        // SAFETY: the caller keeps the context's buffers alive for the run;
+        // the shadow pointers follow the uapi struct in one allocation.
+        let ctx = unsafe {
+            let ctx = regions.add_rw(self.ctx, self.uapi_len);
+            regions.add_ro(self.ctx.add(self.uapi_len), SHADOW_SIZE);
+            regions.add_rw(self.packet, self.packet_len);
+            ctx
+        };
         Entry {
             args: [ctx, 0, 0, 0, 0],
             packet: (self.data, self.data_len),
@@ -348,8 +356,13 @@ impl PacketContext {
     /// Adds the context memory (the uapi struct writable, the 64-bit packet
     /// pointers after it read-only) and the packet [data_meta, data_end)
     /// to `regions`; returns r1 = the context, and the packet LD_ABS reads.
-    pub fn enter(&mut self, regions: &mut Regions) -> Entry {
-        let e = self.entry().enter(regions);
+    ///
+    /// # Safety
+    /// The context must stay alive, where the regions can reach it (in the
+    /// run's environment), until the run ends.
+    pub(crate) unsafe fn enter(&mut self, regions: &mut Regions) -> Entry {
+        // SAFETY: forwarded to the caller.
+        let e = unsafe { self.entry().enter(regions) };
         let r = self.packet_region();
         let i = regions.len().wrapping_sub(1);
         self.region = (!r.is_empty() && regions.get(i) == Some(r)).then_some((i, r));
@@ -359,7 +372,7 @@ impl PacketContext {
     /// The addresses [`Self::enter`] adds, without borrowing `self`: for
     /// `Interpreter::run_with` while the context sits in the run's
     /// environment (see [`super::run`]).
-    pub fn entry(&mut self) -> ContextEntry {
+    pub(crate) fn entry(&mut self) -> ContextEntry {
         self.region = None;
         self.write_shadow();
         ContextEntry {

@@ -80,8 +80,7 @@ fn map_arg(
     reg: &str,
 ) -> Result<Arc<dyn BpfMap>, HelperError> {
     ctx.env
-        .maps
-        .from_handle(handle)
+        .map(handle)
         .ok_or_else(|| HelperError::Failed(format!("{reg} is not a map ({handle:#x})")))
 }
 
@@ -171,18 +170,33 @@ fn map_lookup_elem(ctx: &mut HelperContext<'_>, a: [u64; 5]) -> HelperResult {
     })
 }
 
+/// Fails a write to a map programs may only read (`.rodata`, or created with
+/// BPF_F_RDONLY_PROG): the kernel's verifier refuses such programs.
+fn writable_map(map: &dyn BpfMap, helper: &str) -> Result<(), HelperError> {
+    if map.def().flags & crate::maps::create_flags::RDONLY_PROG != 0 {
+        return Err(HelperError::Failed(format!(
+            "{helper} on map `{}`, which programs may only read (BPF_F_RDONLY_PROG)",
+            map.def().name
+        )));
+    }
+    Ok(())
+}
+
 fn map_update_elem(ctx: &mut HelperContext<'_>, a: [u64; 5]) -> HelperResult {
     let map = map_arg(ctx, a[0], "r1")?;
+    writable_map(&*map, "bpf_map_update_elem")?;
     let cpu = ctx.env.cpu;
     let def = map.def();
-    let value = ctx.read(a[2], def.value_size as usize)?;
-    with_bytes(ctx, a[1], def.key_size, |key| {
-        status(map.prog_update(key, &value, a[3], cpu))
-    })
+    with_bytes(ctx, a[2], def.value_size, |value| {
+        with_bytes(ctx, a[1], def.key_size, |key| {
+            status(map.prog_update(key, value, a[3], cpu))
+        })
+    })?
 }
 
 fn map_delete_elem(ctx: &mut HelperContext<'_>, a: [u64; 5]) -> HelperResult {
     let map = map_arg(ctx, a[0], "r1")?;
+    writable_map(&*map, "bpf_map_delete_elem")?;
     with_bytes(ctx, a[1], map.def().key_size, |key| {
         status(map.prog_delete(key))
     })

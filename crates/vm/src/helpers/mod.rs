@@ -13,12 +13,27 @@ use std::sync::Arc;
 /// pointer arguments and write results through them) and the power to hand
 /// the program new regions.
 pub struct HelperContext<'a> {
-    pub regions: &'a mut Regions,
-    /// The run's maps, CPU, packet context and host facts.
-    pub env: &'a mut RunEnv,
+    pub(crate) regions: &'a mut Regions,
+    /// The run's maps, CPU, packet context and host facts. Helpers outside
+    /// this crate see it read-only: replacing the packet context under a
+    /// running program would leave its regions pointing at freed memory.
+    pub(crate) env: &'a mut RunEnv,
 }
 
 impl HelperContext<'_> {
+    /// The run's environment (maps, CPU, packet context, host facts).
+    pub fn env(&self) -> &RunEnv {
+        self.env
+    }
+
+    /// The regions the running program owns, to hand it new memory.
+    ///
+    /// # Safety
+    /// Regions added must satisfy [`Regions::add_ro`]'s contract.
+    pub unsafe fn regions_mut(&mut self) -> &mut Regions {
+        self.regions
+    }
+
     /// Borrows `len` bytes the program passed by pointer, without copying.
     pub fn slice(&self, addr: u64, len: usize) -> Result<&[u8], HelperError> {
         let p = self

@@ -141,8 +141,7 @@ fn perf_event_output(ctx: &mut HelperContext<'_>, a: [u64; 5]) -> HelperResult {
     let (handle, flags, data, size) = (a[1], a[2], a[3], a[4]);
     let map = ctx
         .env
-        .maps
-        .from_handle(handle)
+        .map(handle)
         .ok_or_else(|| HelperError::Failed(format!("r2 is not a map ({handle:#x})")))?;
     let Some(array) = map.as_any().downcast_ref::<PerfEventArray>() else {
         return Err(HelperError::Failed(format!(

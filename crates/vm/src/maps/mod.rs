@@ -288,10 +288,17 @@ impl MapRegistry {
 
     /// The map a program handle designates.
     pub fn from_handle(&self, handle: u64) -> Option<Arc<dyn BpfMap>> {
-        if handle & !0xffff_ffff != HANDLE_TAG {
-            return None;
-        }
-        self.get(handle as u32)
+        self.get(Self::id_of(handle)?)
+    }
+
+    /// The map id a program handle carries, if it is a handle.
+    pub fn id_of(handle: u64) -> Option<u32> {
+        (handle & !0xffff_ffff == HANDLE_TAG).then_some(handle as u32)
+    }
+
+    /// Every registered map, by id.
+    pub fn snapshot(&self) -> Vec<Arc<dyn BpfMap>> {
+        self.maps.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The value a program holds for map `id` (what LDDW map-fd loads).

@@ -1,8 +1,9 @@
 //! RINGBUF (kernel/bpf/ringbuf.c).
 //!
-//! Records are an 8-byte header (`u32 len` with busy/discard bits, `u32
-//! pg_off`) and the data, rounded up to 8 bytes, at positions that grow
-//! forever and map to `pos & (size - 1)`. The data area is twice the ring
+//! Records take an 8-byte header slot and the data, rounded up to 8 bytes,
+//! at positions that grow forever and map to `pos & (size - 1)`, as in the
+//! kernel; the header words themselves (length, busy and discard bits) are
+//! kept beside the data rather than in it, out of programs' reach. The data area is twice the ring
 //! size, so a record that starts near the end continues past it instead of
 //! wrapping (the kernel maps the data pages twice for the same effect):
 //! programs write their reservations as one contiguous block, and the
@@ -28,6 +29,12 @@ pub struct RingBuf {
     size: u64,
     mask: u64,
     data: Storage,
+    /// Record headers (length with the busy and discard bits), one slot per
+    /// 8-byte unit of the ring, indexed by a record's position. They are
+    /// kept out of the data the program can write (where the kernel keeps
+    /// them inline, behind the verifier): a program scribbling over its
+    /// neighbours' bytes cannot corrupt the ring's bookkeeping.
+    hdrs: Box<[AtomicU32]>,
     producer: AtomicU64,
     consumer: AtomicU64,
     /// The reservation lock; holds pending_pos, the oldest record not yet
@@ -68,6 +75,7 @@ impl RingBuf {
             size,
             mask: size - 1,
             data: Storage::new(2 * size as usize)?,
+            hdrs: (0..size / HDR_SZ).map(|_| AtomicU32::new(0)).collect(),
             producer: AtomicU64::new(0),
             consumer: AtomicU64::new(0),
             pending: Mutex::new(0),
@@ -76,10 +84,7 @@ impl RingBuf {
     }
 
     fn hdr_len(&self, pos: u64) -> &AtomicU32 {
-        let off = (pos & self.mask) as usize;
-        // SAFETY: off < size and 8-aligned in an 8-aligned block of 2*size
-        // bytes; the word is only accessed atomically by this code.
-        unsafe { AtomicU32::from_ptr(self.data.ptr(off) as *mut u32) }
+        &self.hdrs[((pos & self.mask) / HDR_SZ) as usize]
     }
 
     /// __bpf_ringbuf_reserve.
@@ -110,11 +115,6 @@ impl RingBuf {
             return None;
         }
         let off = (prod & self.mask) as usize;
-        // pg_off: the record's page within the data area.
-        let pg_off = (off as u64 / page_size()) as u32;
-        // SAFETY: off + 8 <= size, inside the block, 4-aligned.
-        unsafe { AtomicU32::from_ptr(self.data.ptr(off + 4) as *mut u32) }
-            .store(pg_off, Ordering::Relaxed);
         self.hdr_len(prod)
             .store(size as u32 | BUSY_BIT, Ordering::Release);
         self.producer.store(new_prod, Ordering::Release);

@@ -229,8 +229,7 @@ fn sock_map(
 ) -> Result<std::sync::Arc<dyn BpfMap>, HelperError> {
     let map = ctx
         .env
-        .maps
-        .from_handle(handle)
+        .map(handle)
         .ok_or_else(|| HelperError::Failed(format!("{name}: r2 is not a map ({handle:#x})")))?;
     let want = if hash {
         types::SOCKHASH
