@@ -514,6 +514,19 @@ impl<'p> Interpreter<'p> {
                 FpStxH => fp_store!(u16, regs[s]),
                 FpStxW => fp_store!(u32, regs[s]),
                 FpStxDW => fp_store!(u64, regs[s]),
+                AtomicAdd64 => {
+                    let addr = regs[d].wrapping_add(op.aux as i64 as u64);
+                    match self.regions.translate(addr, 8, true) {
+                        // SAFETY: translate checked the 8 bytes lie in a
+                        // live writable region; alignment is checked here.
+                        Some(p) if addr % 8 == 0 => unsafe {
+                            std::sync::atomic::AtomicU64::from_ptr(p.cast())
+                                .fetch_add(regs[s], std::sync::atomic::Ordering::SeqCst);
+                        },
+                        // The out-of-line path names the fault.
+                        _ => crate::atomic::execute(&self.regions, op, cur!(), regs)?,
+                    }
+                }
                 Atomic32 | Atomic64 | AtomicLoadB | AtomicLoadH | AtomicLoadW | AtomicLoadDW
                 | AtomicStoreB | AtomicStoreH | AtomicStoreW | AtomicStoreDW => {
                     crate::atomic::execute(&self.regions, op, cur!(), regs)?

@@ -131,6 +131,9 @@ pub(crate) enum Kind {
     FpStxDW,
     Atomic32,
     Atomic64,
+    /// `lock *(u64 *)(dst + off) += src`: the counter idiom
+    /// (`__sync_fetch_and_add` with the result unused), kept inline.
+    AtomicAdd64,
     AtomicLoadB,
     AtomicLoadH,
     AtomicLoadW,
@@ -551,6 +554,7 @@ fn lower(pc: usize, insn: &Instruction, idx: &[u32]) -> Op {
                 (AtomicOp::StoreRelease, Size::W) => AtomicStoreW,
                 (AtomicOp::StoreRelease, Size::DW) => AtomicStoreDW,
                 (_, Size::W) => Atomic32,
+                (AtomicOp::Add, _) => AtomicAdd64,
                 _ => Atomic64,
             };
             o.dst = dst.num();
