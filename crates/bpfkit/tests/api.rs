@@ -1,23 +1,13 @@
 //! The library API over the kernel engine: the same calls the VM engine will
 //! answer. Root only: skipped with a reason otherwise, a failure under CI=true.
 
+mod common;
+use common::available;
+
 use bpfkit::{Attach, Engine, Error, Object, XdpMode};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-
-fn available() -> bool {
-    match bpfkit::kernel::probe() {
-        Ok(()) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("kernel test skipped: {e}\n(CI=true: a skipped kernel test is a failure)")
-        }
-        Err(e) => {
-            eprintln!("kernel test skipped: {e}");
-            false
-        }
-    }
-}
 
 fn object(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -4,23 +4,13 @@
 //! BPF_PROG_TEST_RUN on the same packets. Root only: skipped with a reason
 //! otherwise, a failure under CI=true.
 
+mod common;
+use common::available;
+
 use bpfkit::isa::{asm::assemble, Dialect, RawInsn};
 use bpfkit::kernel::{self, LoadOptions, LogMode, ProgType, TestRun};
 use bpfkit::vm::context::{self, fields, ContextKind, PacketContext};
 use bpfkit::vm::{Helpers, Interpreter, Program, RunEnv};
-
-fn available() -> bool {
-    match kernel::probe() {
-        Ok(()) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("kernel test skipped: {e}\n(CI=true: a skipped kernel test is a failure)")
-        }
-        Err(e) => {
-            eprintln!("kernel test skipped: {e}");
-            false
-        }
-    }
-}
 
 const KINDS: [ContextKind; 4] = [
     ContextKind::Xdp,

@@ -7,6 +7,7 @@
 //! CI=true.
 
 mod common;
+use common::available;
 
 use bpfkit::{Engine, Loaded, Map, Object, RunOutput, BPF_ANY};
 use common::packets::{self, be16, corpus, parse, L3};
@@ -20,19 +21,6 @@ const XDP_TX: u64 = 3;
 const XDP_REDIRECT: u64 = 4;
 const TC_ACT_OK: u64 = 0;
 const TC_ACT_SHOT: u64 = 2;
-
-fn available() -> bool {
-    match bpfkit::kernel::probe() {
-        Ok(()) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("kernel test skipped: {e}\n(CI=true: a skipped kernel test is a failure)")
-        }
-        Err(e) => {
-            eprintln!("kernel test skipped: {e}");
-            false
-        }
-    }
-}
 
 fn object(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

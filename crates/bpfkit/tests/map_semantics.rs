@@ -13,6 +13,9 @@
 //!   one element, so it evicts exactly one per insertion) and the presence
 //!   of the newest key, never which older key went.
 
+mod common;
+use common::available;
+
 use bpfkit::kernel::maps as kmaps;
 use bpfkit::vm::maps::{self as vmaps, types as t, BpfMap, MapDef, MapRegistry};
 use std::fmt::Write as _;
@@ -27,19 +30,6 @@ const NO_COMMON_LRU: u32 = 2;
 const RDONLY_PROG: u32 = 1 << 7;
 const WRONLY_PROG: u32 = 1 << 8;
 const MMAPABLE: u32 = 1 << 10;
-
-fn available() -> bool {
-    match bpfkit::kernel::probe() {
-        Ok(()) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("kernel test skipped: {e}\n(CI=true: a skipped kernel test is a failure)")
-        }
-        Err(e) => {
-            eprintln!("kernel test skipped: {e}");
-            false
-        }
-    }
-}
 
 #[derive(Clone, Debug)]
 enum Val {

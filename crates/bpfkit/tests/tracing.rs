@@ -4,21 +4,11 @@
 //! arguments as its context), with the same task facts, and ends with the
 //! same maps.
 
+mod common;
+use common::available;
+
 use bpfkit::{Engine, Loaded, Object};
 use std::path::PathBuf;
-
-fn available() -> bool {
-    match bpfkit::kernel::probe() {
-        Ok(()) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("kernel test skipped: {e}\n(CI=true: a skipped kernel test is a failure)")
-        }
-        Err(e) => {
-            eprintln!("kernel test skipped: {e}");
-            false
-        }
-    }
-}
 
 fn object() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bpf/kernel/tracepoint_count.bpf.o")

@@ -519,7 +519,7 @@ impl<'p> Interpreter<'p> {
                     match self.regions.translate(addr, 8, true) {
                         // SAFETY: translate checked the 8 bytes lie in a
                         // live writable region; alignment is checked here.
-                        Some(p) if addr % 8 == 0 => unsafe {
+                        Some(p) if addr.is_multiple_of(8) => unsafe {
                             std::sync::atomic::AtomicU64::from_ptr(p.cast())
                                 .fetch_add(regs[s], std::sync::atomic::Ordering::SeqCst);
                         },

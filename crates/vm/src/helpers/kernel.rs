@@ -369,7 +369,8 @@ fn bpf_loop(_ctx: &mut HelperContext<'_>, a: [u64; 5]) -> HelperResult {
 
 // ---- time, randomness, CPU, current task ------------------------------------
 
-fn clock_ns(clock: libc::clockid_t) -> u64 {
+/// Nanoseconds on `clock` (0 if the clock is unavailable).
+pub(crate) fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

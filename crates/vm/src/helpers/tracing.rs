@@ -205,19 +205,7 @@ fn get_attach_cookie(_: &mut HelperContext<'_>, _: [u64; 5]) -> HelperResult {
 
 // ---- time ----------------------------------------------------------------------
 
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid, writable timespec.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-        return 0;
-    }
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
-}
+use super::kernel::clock_ns;
 
 fn ktime_get_tai_ns(_: &mut HelperContext<'_>, _: [u64; 5]) -> HelperResult {
     Ok(clock_ns(libc::CLOCK_TAI))

@@ -204,20 +204,6 @@ impl BpfMap for DevMap {
         (self.word(s, 0).load(Ordering::Acquire) != 0).then(|| self.store.addr(s * ELEM))
     }
 
-    fn prog_update(
-        &self,
-        _key: &[u8],
-        _value: &[u8],
-        _flags: u64,
-        _cpu: u32,
-    ) -> Result<(), MapError> {
-        Err(MapError::NotSupported)
-    }
-
-    fn prog_delete(&self, _key: &[u8]) -> Result<(), MapError> {
-        Err(MapError::NotSupported)
-    }
-
     fn regions(&self) -> Vec<Region> {
         vec![self.store.region(false)]
     }

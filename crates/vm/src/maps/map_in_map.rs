@@ -197,25 +197,6 @@ impl BpfMap for MapInMap {
         self.inner_id(key).map(MapRegistry::handle)
     }
 
-    /// Programs cannot change a map-in-map (the verifier refuses it).
-    fn prog_update(
-        &self,
-        _key: &[u8],
-        _value: &[u8],
-        _flags: u64,
-        _cpu: u32,
-    ) -> Result<(), MapError> {
-        Err(MapError::NotSupported)
-    }
-
-    fn prog_delete(&self, _key: &[u8]) -> Result<(), MapError> {
-        Err(MapError::NotSupported)
-    }
-
-    fn regions(&self) -> Vec<Region> {
-        Vec::new()
-    }
-
     fn as_any(&self) -> &dyn Any {
         self
     }

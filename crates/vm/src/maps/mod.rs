@@ -189,11 +189,27 @@ pub trait BpfMap: Send + Sync + std::fmt::Debug {
     /// address of the value (of that CPU's slot for per-CPU maps), stable
     /// while the map lives, or `None`. Map-in-map maps return the inner map's
     /// handle ([`MapRegistry::handle`]).
-    fn prog_lookup(&self, key: &[u8], cpu: u32) -> Option<u64>;
+    ///
+    /// Maps programs reach only through their own helpers (program arrays,
+    /// ring buffers, perf event arrays, ...) keep the defaults: nothing to
+    /// look up, update or delete, no memory to address.
+    fn prog_lookup(&self, _key: &[u8], _cpu: u32) -> Option<u64> {
+        None
+    }
     /// bpf_map_update_elem from a program (per-CPU maps: writes `cpu`'s slot).
-    fn prog_update(&self, key: &[u8], value: &[u8], flags: u64, cpu: u32) -> Result<(), MapError>;
+    fn prog_update(
+        &self,
+        _key: &[u8],
+        _value: &[u8],
+        _flags: u64,
+        _cpu: u32,
+    ) -> Result<(), MapError> {
+        Err(MapError::NotSupported)
+    }
     /// bpf_map_delete_elem from a program.
-    fn prog_delete(&self, key: &[u8]) -> Result<(), MapError>;
+    fn prog_delete(&self, _key: &[u8]) -> Result<(), MapError> {
+        Err(MapError::NotSupported)
+    }
     /// bpf_map_push_elem (queue, stack).
     fn push(&self, _value: &[u8], _flags: u64) -> Result<(), MapError> {
         Err(MapError::NotSupported)
@@ -209,7 +225,9 @@ pub trait BpfMap: Send + Sync + std::fmt::Debug {
 
     /// Memory programs may address directly (value storage), as regions for
     /// the interpreter.
-    fn regions(&self) -> Vec<Region>;
+    fn regions(&self) -> Vec<Region> {
+        Vec::new()
+    }
 
     /// For the type-specific APIs (ring buffer reader, program array).
     fn as_any(&self) -> &dyn Any;

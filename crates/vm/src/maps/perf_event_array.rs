@@ -163,29 +163,6 @@ impl BpfMap for PerfEventArray {
         Err(MapError::NotSupported)
     }
 
-    /// Programs reach a perf event array only through its helpers.
-    fn prog_lookup(&self, _key: &[u8], _cpu: u32) -> Option<u64> {
-        None
-    }
-
-    fn prog_update(
-        &self,
-        _key: &[u8],
-        _value: &[u8],
-        _flags: u64,
-        _cpu: u32,
-    ) -> Result<(), MapError> {
-        Err(MapError::NotSupported)
-    }
-
-    fn prog_delete(&self, _key: &[u8]) -> Result<(), MapError> {
-        Err(MapError::NotSupported)
-    }
-
-    fn regions(&self) -> Vec<Region> {
-        Vec::new()
-    }
-
     fn as_any(&self) -> &dyn Any {
         self
     }

@@ -145,10 +145,6 @@ impl BpfMap for QueueStack {
         self.take(true)
     }
 
-    fn prog_lookup(&self, _key: &[u8], _cpu: u32) -> Option<u64> {
-        None
-    }
-
     fn prog_update(
         &self,
         _key: &[u8],
@@ -176,11 +172,6 @@ impl BpfMap for QueueStack {
 
     fn peek(&self) -> Result<Vec<u8>, MapError> {
         self.take(false)
-    }
-
-    /// Programs reach elements only through push/pop/peek copies.
-    fn regions(&self) -> Vec<Region> {
-        Vec::new()
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -250,24 +250,6 @@ impl BpfMap for RingBuf {
         Err(MapError::NotSupported)
     }
 
-    fn prog_lookup(&self, _key: &[u8], _cpu: u32) -> Option<u64> {
-        None
-    }
-
-    fn prog_update(
-        &self,
-        _key: &[u8],
-        _value: &[u8],
-        _flags: u64,
-        _cpu: u32,
-    ) -> Result<(), MapError> {
-        Err(MapError::NotSupported)
-    }
-
-    fn prog_delete(&self, _key: &[u8]) -> Result<(), MapError> {
-        Err(MapError::NotSupported)
-    }
-
     fn regions(&self) -> Vec<Region> {
         vec![self.data.region(true)]
     }

@@ -180,30 +180,8 @@ impl BpfMap for SockMap {
         Err(MapError::NotSupported)
     }
 
-    /// A program's lookup would get a `struct bpf_sock *`; the VM has no
-    /// socket to give, so programs see NULL (which they must check).
-    fn prog_lookup(&self, _key: &[u8], _cpu: u32) -> Option<u64> {
-        None
-    }
-
-    /// A program's update stores a socket pointer, which VM programs never
-    /// hold.
-    fn prog_update(
-        &self,
-        _key: &[u8],
-        _value: &[u8],
-        _flags: u64,
-        _cpu: u32,
-    ) -> Result<(), MapError> {
-        Err(MapError::NotSupported)
-    }
-
     fn prog_delete(&self, key: &[u8]) -> Result<(), MapError> {
         self.remove(key)
-    }
-
-    fn regions(&self) -> Vec<Region> {
-        Vec::new()
     }
 
     fn as_any(&self) -> &dyn Any {
