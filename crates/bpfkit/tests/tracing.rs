@@ -27,7 +27,7 @@ fn load(engine: Engine, target: u32) -> Loaded {
     let mut loaded = obj.load(engine).unwrap_or_else(|e| panic!("{e}"));
     if let Some(vm) = loaded.vm_mut() {
         vm.set_host(bpfkit::vm::HostEnv {
-            pid_tgid: pid_tgid(),
+            pid_tgid: Some(pid_tgid()),
             ..Default::default()
         });
     }

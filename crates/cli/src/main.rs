@@ -61,7 +61,9 @@ enum Command {
     /// Run a program (bytecode or assembly) in the VM: r1 points to the
     /// memory, r2 holds its length. Given a clang-built object (ELF), run
     /// one of its packet programs (XDP, tc, socket filter) over packets in
-    /// the VM, the kernel or both, and print verdicts and maps.
+    /// the VM, the kernel or both, and print verdicts and maps; or, with
+    /// --mem/--mem-hex, one run of a program whose context is memory (raw
+    /// tracepoint arguments; in the VM any tracing context).
     Run {
         /// Bytecode, assembly, or an eBPF object.
         file: PathBuf,
@@ -212,7 +214,16 @@ fn run(cli: Cli) -> Result<()> {
             dump_mem,
         } => {
             if bpfkit_cli::is_elf(&file) {
-                let code = object_cmds::run(&file, &load, &object)?;
+                let context = match (&mem, &mem_hex) {
+                    (Some(p), _) => {
+                        let t = std::fs::read_to_string(p)
+                            .with_context(|| format!("{}: cannot read", p.display()))?;
+                        Some(parse_hex(&t).with_context(|| format!("{}", p.display()))?)
+                    }
+                    (None, Some(h)) => Some(parse_hex(h).context("--mem-hex")?),
+                    (None, None) => None,
+                };
+                let code = object_cmds::run(&file, &load, &object, context)?;
                 if code != 0 {
                     std::process::exit(code);
                 }

@@ -215,7 +215,15 @@ impl PacketResult {
 }
 
 /// `bpfkit run OBJECT ...`. Returns the process exit code.
-pub fn run(path: &PathBuf, load_args: &LoadArgs, args: &RunObjectArgs) -> Result<i32> {
+pub fn run(
+    path: &PathBuf,
+    load_args: &LoadArgs,
+    args: &RunObjectArgs,
+    context: Option<Vec<u8>>,
+) -> Result<i32> {
+    if let Some(ctx) = context {
+        return run_on_context(path, load_args, args, &ctx);
+    }
     let mut packets: Vec<Packet> = Vec::new();
     if let Some(p) = &args.pcap {
         packets = pcap_io::read(p)?;
@@ -410,6 +418,89 @@ pub fn run(path: &PathBuf, load_args: &LoadArgs, args: &RunObjectArgs) -> Result
         if engines.len() == 2 {
             if differences.is_empty() {
                 println!("the VM and the kernel agree: same verdicts, output packets and maps");
+            } else {
+                println!(
+                    "{} difference(s) between the VM and the kernel:",
+                    differences.len()
+                );
+                for d in &differences {
+                    println!("  {d}");
+                }
+            }
+        }
+    }
+    Ok(if differences.is_empty() { 0 } else { 1 })
+}
+
+/// `bpfkit run OBJECT --program P --mem-hex HEX`: one run of a program whose
+/// context is memory (a raw tracepoint's u64 arguments in both engines; in
+/// the VM also a tracepoint record, pt_regs, or plain memory).
+fn run_on_context(
+    path: &PathBuf,
+    load_args: &LoadArgs,
+    args: &RunObjectArgs,
+    ctx: &[u8],
+) -> Result<i32> {
+    if args.pcap.is_some() || !args.packet_hex.is_empty() {
+        bail!("give packets (--pcap, --packet-hex) or a context (--mem, --mem-hex), not both");
+    }
+    let mut loaded = load(path, load_args)?;
+    let names = loaded[0].program_names();
+    let program = match (&args.program, names.as_slice()) {
+        (Some(p), _) if names.contains(p) => p.clone(),
+        (Some(p), _) => bail!(
+            "no program `{p}` in the object (it has: {})",
+            names.join(", ")
+        ),
+        (None, [one]) => one.clone(),
+        (None, _) => bail!(
+            "the object has several programs; pick one with --program ({})",
+            names.join(", ")
+        ),
+    };
+    let mut retvals = Vec::new();
+    for l in loaded.iter_mut() {
+        let out = l
+            .run_context(&program, ctx)
+            .with_context(|| format!("{:?} engine", l.engine()))?;
+        retvals.push((l.engine(), out.retval, out.output));
+    }
+    let mut differences = Vec::new();
+    if loaded.len() == 2 {
+        if retvals[0].1 != retvals[1].1 {
+            differences.push(format!(
+                "r0 is {:#x} in {:?}, {:#x} in {:?}",
+                retvals[0].1, retvals[0].0, retvals[1].1, retvals[1].0
+            ));
+        }
+        let (a, b) = loaded.split_at_mut(1);
+        for d in compare::maps(&mut a[0], &mut b[0])? {
+            differences.push(d.to_string());
+        }
+    }
+    let maps_json = dump_maps(&loaded[0])?;
+    if args.json {
+        let doc = json!({
+            "object": path.display().to_string(),
+            "program": program,
+            "engines": retvals.iter().map(|(e, r0, _)| json!({
+                "engine": format!("{e:?}").to_lowercase(), "r0": r0
+            })).collect::<Vec<_>>(),
+            "maps": maps_json,
+            "differences": differences,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        for (e, r0, after) in &retvals {
+            println!("{e:?} engine: r0 = {r0:#x} ({})", *r0 as i64);
+            if after.as_slice() != ctx {
+                println!("  context after the run: {}", hex(after));
+            }
+        }
+        print_maps_text(&maps_json);
+        if loaded.len() == 2 {
+            if differences.is_empty() {
+                println!("the VM and the kernel agree: same r0 and maps");
             } else {
                 println!(
                     "{} difference(s) between the VM and the kernel:",

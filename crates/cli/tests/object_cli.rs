@@ -440,3 +440,51 @@ fn bad_objects_and_arguments_are_named() {
     let e = fails(&["maps", &o, "--map", "nope"]);
     assert!(e.contains("no map `nope`"), "{e}");
 }
+
+/// A program whose context is memory: a raw tracepoint's arguments, run
+/// once in each engine.
+#[test]
+fn a_raw_tracepoint_runs_on_its_arguments() {
+    let o = repo("bpf/kernel/tracepoint_count.bpf.o");
+    // sys_enter(regs, 257): openat, but from a process that is not the
+    // target (tgid 1 is init), so nothing is counted, in either engine.
+    let args = [
+        "run",
+        &o,
+        "--program",
+        "raw_sys_enter",
+        "--mem-hex",
+        "0000000000000000 0101000000000000",
+        "--global",
+        "target_tgid=01000000",
+        "--json",
+    ];
+    let doc = json(&args);
+    assert_eq!(doc["engines"][0]["engine"], "vm");
+    assert_eq!(doc["engines"][0]["r0"], 0);
+    assert_eq!(doc["maps"]["raw_counts"]["entries"][0]["value"], 0);
+    if privileged("a_raw_tracepoint_runs_on_its_arguments") {
+        let mut both = args.to_vec();
+        both.extend_from_slice(&["--engine", "both"]);
+        let doc = json(&both);
+        assert_eq!(doc["engines"][1]["engine"], "kernel");
+        assert_eq!(doc["differences"].as_array().unwrap().len(), 0, "{doc}");
+    }
+    // Packets and a context together, or neither, are refused.
+    let e = fails(&[
+        "run",
+        &o,
+        "--program",
+        "raw_sys_enter",
+        "--mem-hex",
+        "00",
+        "--pcap",
+        &corpus(),
+    ]);
+    assert!(e.contains("not both"), "{e}");
+    let e = fails(&["run", &o, "--mem-hex", "00"]);
+    assert!(
+        e.contains("several programs; pick one with --program"),
+        "{e}"
+    );
+}

@@ -18,18 +18,20 @@ pub enum Redirect {
     Socket { map: u32, key: Vec<u8>, flags: u64 },
 }
 
-/// Facts the host sets for helpers that report on "the current task", and
-/// sinks helpers write to. Shared by every run of an instance.
+/// Facts helpers report about "the current task", and sinks helpers write
+/// to. Shared by every run of an instance. A fact left `None` is the calling
+/// thread's own, as in the kernel, whose test runs execute in the task that
+/// asked for them; set one to make runs reproducible.
 #[derive(Debug)]
 pub struct HostEnv {
     /// bpf_get_current_pid_tgid: tgid << 32 | pid.
-    pub pid_tgid: u64,
+    pub pid_tgid: Option<u64>,
     /// bpf_get_current_uid_gid: gid << 32 | uid.
-    pub uid_gid: u64,
+    pub uid_gid: Option<u64>,
     /// bpf_get_current_comm.
-    pub comm: [u8; 16],
-    /// bpf_get_current_cgroup_id (0: no cgroup).
-    pub cgroup_id: u64,
+    pub comm: Option<[u8; 16]>,
+    /// bpf_get_current_cgroup_id (the cgroup v2 directory's inode number).
+    pub cgroup_id: Option<u64>,
     /// Lines written by bpf_trace_printk, in order.
     pub trace: Mutex<Vec<String>>,
     /// State of bpf_get_prandom_u32 (seedable for reproducible runs).
@@ -38,17 +40,62 @@ pub struct HostEnv {
 
 impl Default for HostEnv {
     fn default() -> Self {
-        let mut comm = [0u8; 16];
-        comm[..6].copy_from_slice(b"bpfkit");
         HostEnv {
-            pid_tgid: 0,
-            uid_gid: 0,
-            comm,
-            cgroup_id: 0,
+            pid_tgid: None,
+            uid_gid: None,
+            comm: None,
+            cgroup_id: None,
             trace: Mutex::new(Vec::new()),
             prandom: std::sync::atomic::AtomicU64::new(0x2545_f491_4f6c_dd1d),
         }
     }
+}
+
+impl HostEnv {
+    pub fn pid_tgid(&self) -> u64 {
+        self.pid_tgid.unwrap_or_else(|| {
+            // SAFETY: getpid and gettid take no arguments and cannot fail.
+            let (tgid, pid) = unsafe { (libc::getpid() as u32, libc::gettid() as u32) };
+            (tgid as u64) << 32 | pid as u64
+        })
+    }
+
+    pub fn uid_gid(&self) -> u64 {
+        self.uid_gid.unwrap_or_else(|| {
+            // SAFETY: getuid and getgid take no arguments and cannot fail.
+            let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+            (gid as u64) << 32 | uid as u64
+        })
+    }
+
+    pub fn comm(&self) -> [u8; 16] {
+        self.comm.unwrap_or_else(|| {
+            let mut comm = [0u8; 16];
+            if let Ok(name) = std::fs::read("/proc/thread-self/comm") {
+                let name = name.strip_suffix(b"\n").unwrap_or(&name);
+                let n = name.len().min(15);
+                comm[..n].copy_from_slice(&name[..n]);
+            }
+            comm
+        })
+    }
+
+    pub fn cgroup_id(&self) -> u64 {
+        self.cgroup_id.unwrap_or_else(current_cgroup_id)
+    }
+}
+
+/// The calling thread's cgroup v2 id: the inode number of its cgroup's
+/// directory (what the kernel reports); 0 without cgroup v2.
+fn current_cgroup_id() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(text) = std::fs::read_to_string("/proc/thread-self/cgroup") else {
+        return 0;
+    };
+    let Some(path) = text.lines().find_map(|l| l.strip_prefix("0::")) else {
+        return 0;
+    };
+    std::fs::metadata(format!("/sys/fs/cgroup{path}")).map_or(0, |m| m.ino())
 }
 
 /// The registry's maps as a run last saw them, so a helper resolves a map

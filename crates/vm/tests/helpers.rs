@@ -896,16 +896,29 @@ fn cpu_numa_pid_uid() {
         cpu: 3,
         ..Default::default()
     };
-    env.host = std::sync::Arc::new(bpfkit_vm::HostEnv {
-        pid_tgid: 0x0000_1234_0000_1235,
-        uid_gid: 0x0000_03e8_0000_03e9,
-        ..Default::default()
-    });
     let r = |id: u32, env: &mut RunEnv| {
         run_prog(&format!("call {id}\nexit"), env, [0; 5])
             .unwrap()
             .r0
     };
+    // By default, the calling thread's own ids, as in a kernel test run.
+    // SAFETY: plain id syscalls.
+    let (tgid, tid, uid, gid) = unsafe {
+        (
+            libc::getpid(),
+            libc::gettid(),
+            libc::getuid(),
+            libc::getgid(),
+        )
+    };
+    assert_eq!(r(14, &mut env), (tgid as u64) << 32 | tid as u64);
+    assert_eq!(r(15, &mut env), (gid as u64) << 32 | uid as u64);
+    // Or what the host sets.
+    env.host = std::sync::Arc::new(bpfkit_vm::HostEnv {
+        pid_tgid: Some(0x0000_1234_0000_1235),
+        uid_gid: Some(0x0000_03e8_0000_03e9),
+        ..Default::default()
+    });
     assert_eq!(r(8, &mut env), 3);
     assert_eq!(r(42, &mut env), 0);
     assert_eq!(r(14, &mut env), 0x0000_1234_0000_1235);
@@ -914,7 +927,15 @@ fn cpu_numa_pid_uid() {
 
 #[test]
 fn get_current_comm_is_strscpy_pad() {
-    let mut env = RunEnv::default();
+    let mut comm = [0u8; 16];
+    comm[..6].copy_from_slice(b"bpfkit");
+    let mut env = RunEnv {
+        host: std::sync::Arc::new(bpfkit_vm::HostEnv {
+            comm: Some(comm),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
     let mut buf = [0xffu8; 20];
     assert_eq!(
         call(16, &mut env, &mut [&mut buf], |a| [a[0], 20, 0, 0, 0]).unwrap(),
@@ -941,6 +962,14 @@ fn get_current_comm_is_strscpy_pad() {
         call(16, &mut env, &mut [&mut buf], |a| [a[0], 9, 0, 0, 0]),
         "outside the program's memory",
     );
+    // By default, the calling thread's name, as the kernel reports it.
+    let mut env = RunEnv::default();
+    let mut buf = [0xffu8; 16];
+    call(16, &mut env, &mut [&mut buf], |a| [a[0], 16, 0, 0, 0]).unwrap();
+    let name = std::fs::read("/proc/thread-self/comm").unwrap();
+    let name = &name[..name.len() - 1];
+    assert_eq!(&buf[..name.len()], name);
+    assert_eq!(buf[name.len()], 0);
 }
 
 // ---- strncmp ---------------------------------------------------------------------------

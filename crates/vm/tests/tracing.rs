@@ -202,9 +202,18 @@ fn no_task_no_cookie_no_function() {
 #[test]
 fn cgroup_id_comes_from_the_host() {
     let mut env = RunEnv::default();
-    assert_eq!(call0(80, &mut env), 0);
+    // By default the calling thread's cgroup v2 id: its directory's inode.
+    let own = std::fs::read_to_string("/proc/thread-self/cgroup")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(String::from))
+        })
+        .and_then(|p| std::fs::metadata(format!("/sys/fs/cgroup{p}")).ok())
+        .map_or(0, |m| std::os::unix::fs::MetadataExt::ino(&m));
+    assert_eq!(call0(80, &mut env), own);
     env.host = Arc::new(HostEnv {
-        cgroup_id: 0x1234,
+        cgroup_id: Some(0x1234),
         ..Default::default()
     });
     assert_eq!(call0(80, &mut env), 0x1234);
@@ -425,7 +434,7 @@ fn tracepoint_object(target: u32, tgid: u32) -> Instance {
         .update(&0u32.to_ne_bytes(), &target.to_ne_bytes(), maps::BPF_ANY)
         .unwrap();
     inst.set_host(HostEnv {
-        pid_tgid: (tgid as u64) << 32 | (tgid as u64 + 1),
+        pid_tgid: Some((tgid as u64) << 32 | (tgid as u64 + 1)),
         ..Default::default()
     });
     inst

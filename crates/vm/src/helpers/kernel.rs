@@ -421,11 +421,11 @@ fn get_numa_node_id(_: &mut HelperContext<'_>, _: [u64; 5]) -> HelperResult {
 }
 
 fn get_current_pid_tgid(ctx: &mut HelperContext<'_>, _: [u64; 5]) -> HelperResult {
-    Ok(ctx.env.host.pid_tgid)
+    Ok(ctx.env.host.pid_tgid())
 }
 
 fn get_current_uid_gid(ctx: &mut HelperContext<'_>, _: [u64; 5]) -> HelperResult {
-    Ok(ctx.env.host.uid_gid)
+    Ok(ctx.env.host.uid_gid())
 }
 
 /// bpf_get_current_comm(buf, size): strscpy_pad of the task's comm. The
@@ -437,7 +437,7 @@ fn get_current_comm(ctx: &mut HelperContext<'_>, a: [u64; 5]) -> HelperResult {
         return Ok(0);
     }
     check_writable(ctx, a[0], size)?;
-    let comm = &ctx.env.host.comm;
+    let comm = &ctx.env.host.comm();
     let n = comm
         .iter()
         .position(|&b| b == 0)

@@ -191,7 +191,7 @@ fn get_current_task(_: &mut HelperContext<'_>, _: [u64; 5]) -> HelperResult {
 }
 
 fn get_current_cgroup_id(ctx: &mut HelperContext<'_>, _: [u64; 5]) -> HelperResult {
-    Ok(ctx.env.host.cgroup_id)
+    Ok(ctx.env.host.cgroup_id())
 }
 
 /// No attachment: no function address, no cookie.
