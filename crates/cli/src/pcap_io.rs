@@ -7,7 +7,9 @@
 
 use anyhow::{bail, Context, Result};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapParser, PcapWriter};
-use pcap_file::pcapng::{Block, PcapNgParser};
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+use pcap_file::pcapng::{Block, PcapNgParser, PcapNgWriter};
 use pcap_file::{DataLink, PcapError};
 use std::path::Path;
 use std::time::Duration;
@@ -129,8 +131,43 @@ fn parse_pcapng(bytes: &[u8]) -> Result<Vec<Packet>> {
     Ok(out)
 }
 
-/// Writes packets as a pcap file (Ethernet, microsecond timestamps).
+/// Writes packets as pcapng when the file name ends in `.pcapng`, as pcap
+/// otherwise (Ethernet either way).
 pub fn write(path: &Path, packets: &[Packet]) -> Result<()> {
+    if path.extension().is_some_and(|e| e == "pcapng") {
+        write_pcapng(path, packets)
+    } else {
+        write_pcap(path, packets)
+    }
+}
+
+fn write_pcapng(path: &Path, packets: &[Packet]) -> Result<()> {
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("{}: cannot create", path.display()))?;
+    let ctx = || path.display().to_string();
+    let mut w = PcapNgWriter::new(std::io::BufWriter::new(file)).with_context(ctx)?;
+    w.write_pcapng_block(InterfaceDescriptionBlock {
+        linktype: DataLink::ETHERNET,
+        snaplen: 0,
+        options: Vec::new(),
+    })
+    .with_context(ctx)?;
+    for p in packets {
+        w.write_pcapng_block(EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: p.timestamp,
+            original_len: p.orig_len.max(p.data.len() as u32),
+            data: std::borrow::Cow::Borrowed(&p.data),
+            options: Vec::new(),
+        })
+        .with_context(ctx)?;
+    }
+    use std::io::Write;
+    w.into_inner().flush().with_context(ctx)
+}
+
+/// Writes packets as a pcap file (Ethernet, microsecond timestamps).
+fn write_pcap(path: &Path, packets: &[Packet]) -> Result<()> {
     let file = std::fs::File::create(path)
         .with_context(|| format!("{}: cannot create", path.display()))?;
     let header = PcapHeader {

@@ -357,6 +357,12 @@ fn pcapng_is_read() {
     let read = pcap_io::parse(&f).unwrap();
     assert_eq!(read.len(), 1);
     assert_eq!(&read[0].data, frame);
+    // What bpfkit writes as pcapng reads back the same.
+    let out = std::env::temp_dir().join(format!("bpfkit-ng-{}.pcapng", std::process::id()));
+    pcap_io::write(&out, &packets).unwrap();
+    let back = pcap_io::read(&out).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    assert_eq!(back, packets);
     // Cut mid-block: named, not a panic.
     let e = pcap_io::parse(&f[..f.len() - 6]).unwrap_err();
     assert!(
