@@ -87,7 +87,7 @@ impl HostEnv {
 
 /// The calling thread's cgroup v2 id: the inode number of its cgroup's
 /// directory (what the kernel reports); 0 without cgroup v2.
-fn current_cgroup_id() -> u64 {
+pub fn current_cgroup_id() -> u64 {
     use std::os::unix::fs::MetadataExt;
     let Ok(text) = std::fs::read_to_string("/proc/thread-self/cgroup") else {
         return 0;
@@ -95,7 +95,21 @@ fn current_cgroup_id() -> u64 {
     let Some(path) = text.lines().find_map(|l| l.strip_prefix("0::")) else {
         return 0;
     };
-    std::fs::metadata(format!("/sys/fs/cgroup{path}")).map_or(0, |m| m.ino())
+    let Some(root) = cgroup2_mount() else {
+        return 0;
+    };
+    std::fs::metadata(format!("{root}{path}")).map_or(0, |m| m.ino())
+}
+
+/// Where cgroup v2 is mounted: /sys/fs/cgroup on unified systems,
+/// /sys/fs/cgroup/unified on hybrid ones (from /proc/self/mountinfo).
+fn cgroup2_mount() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (mount, fs) = l.split_once(" - ")?;
+        fs.starts_with("cgroup2 ")
+            .then(|| mount.split(' ').nth(4).map(String::from))?
+    })
 }
 
 /// The registry's maps as a run last saw them, so a helper resolves a map

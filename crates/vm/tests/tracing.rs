@@ -202,16 +202,15 @@ fn no_task_no_cookie_no_function() {
 #[test]
 fn cgroup_id_comes_from_the_host() {
     let mut env = RunEnv::default();
-    // By default the calling thread's cgroup v2 id: its directory's inode.
-    let own = std::fs::read_to_string("/proc/thread-self/cgroup")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("0::").map(String::from))
-        })
-        .and_then(|p| std::fs::metadata(format!("/sys/fs/cgroup{p}")).ok())
-        .map_or(0, |m| std::os::unix::fs::MetadataExt::ino(&m));
+    // By default the calling thread's cgroup v2 id: its directory's inode,
+    // wherever cgroup2 is mounted (a hybrid system mounts it below
+    // /sys/fs/cgroup/unified).
+    let own = bpfkit_vm::env::current_cgroup_id();
     assert_eq!(call0(80, &mut env), own);
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(" - cgroup2 ");
+    assert_eq!(own != 0, mounted, "cgroup2 mounted: {mounted}, id {own}");
     env.host = Arc::new(HostEnv {
         cgroup_id: Some(0x1234),
         ..Default::default()

@@ -1,0 +1,5 @@
+//! bpfkit's Prometheus exporter: ebpf_exporter's YAML configs and objects,
+//! map keys decoded into labels, served over HTTP.
+
+pub mod config;
+pub mod decoders;
