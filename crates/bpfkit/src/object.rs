@@ -160,6 +160,65 @@ impl Object {
     }
 }
 
+/// Where a section name says to attach (libbpf's auto-attach names).
+pub fn attach_point(section: &str) -> Result<Attach<'_>, String> {
+    let (kind, rest) = section.split_once('/').unwrap_or((section, ""));
+    let need = |what: &str| {
+        if rest.is_empty() {
+            Err(format!("the section names no {what}"))
+        } else {
+            Ok(())
+        }
+    };
+    Ok(match kind {
+        "tracepoint" | "tp" => {
+            let (category, name) = rest
+                .split_once('/')
+                .filter(|(c, n)| !c.is_empty() && !n.is_empty())
+                .ok_or("a tracepoint section is tracepoint/CATEGORY/NAME")?;
+            Attach::Tracepoint { category, name }
+        }
+        "raw_tracepoint" | "raw_tp" => {
+            need("tracepoint")?;
+            Attach::RawTracepoint { name: rest }
+        }
+        "tp_btf" => {
+            need("tracepoint")?;
+            Attach::BtfTracepoint { name: rest }
+        }
+        "kprobe" | "kretprobe" => {
+            need("kernel function")?;
+            Attach::Kprobe { function: rest }
+        }
+        "fentry" | "fexit" => {
+            need("kernel function")?;
+            Attach::Fentry { function: rest }
+        }
+        "lsm" => {
+            need("LSM hook")?;
+            Attach::Lsm { hook: rest }
+        }
+        "uprobe" | "uretprobe" => {
+            let (path, symbol) = rest
+                .rsplit_once(':')
+                .filter(|(p, s)| !p.is_empty() && !s.is_empty())
+                .ok_or("a uprobe section is uprobe/PATH:SYMBOL")?;
+            Attach::Uprobe {
+                target: Path::new(path),
+                symbol: Some(symbol),
+                offset: 0,
+                pid: None,
+            }
+        }
+        _ => {
+            return Err(
+                "the section does not say where to attach (an interface, a socket, a cgroup or a sampling period is needed): use attach()"
+                    .into(),
+            )
+        }
+    })
+}
+
 /// What a test run of a program returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunOutput {
@@ -313,6 +372,30 @@ impl Loaded {
                 ),
             }),
         }
+    }
+
+    /// Attaches a program where its section name says, as libbpf's
+    /// auto-attach does: `tracepoint/CAT/NAME` (or `tp/`),
+    /// `raw_tracepoint/NAME` (or `raw_tp/`), `tp_btf/NAME`,
+    /// `kprobe|kretprobe/FUNCTION`, `fentry|fexit/FUNCTION`, `lsm/HOOK`,
+    /// `uprobe|uretprobe/PATH:SYMBOL`. Sections that need a target the name
+    /// does not give (xdp, tc, socket, cgroup, perf_event, sk_*) are refused
+    /// by name.
+    pub fn attach_auto(&mut self, program: &str) -> Result<(), Error> {
+        let section = self
+            .file
+            .as_ref()
+            .and_then(|f| f.program(program))
+            .map(|p| p.section.clone())
+            .ok_or_else(|| Error::Unsupported {
+                object: self.name.clone(),
+                what: format!("no program `{program}` in the object"),
+            })?;
+        let at = attach_point(&section).map_err(|what| Error::Unsupported {
+            object: self.name.clone(),
+            what: format!("program `{program}` (section `{section}`): {what}"),
+        })?;
+        self.attach(program, at)
     }
 
     /// Runs a packet program (XDP, tc, socket filter) on `input`, `repeat`

@@ -174,3 +174,62 @@ fn run_a_packet_program_and_read_what_it_counted() {
     let e = loaded.run("nope", &pkt, 1).unwrap_err();
     assert!(e.to_string().contains("no program `nope`"), "{e}");
 }
+
+/// Section names to attach points, as libbpf's auto-attach reads them; the
+/// ones that need a target the name cannot give are refused by name.
+#[test]
+fn sections_say_where_to_attach() {
+    use bpfkit::attach_point;
+    let ok = |s: &str| {
+        format!(
+            "{:?}",
+            attach_point(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+        )
+    };
+    assert!(ok("tracepoint/syscalls/sys_enter_openat")
+        .contains("category: \"syscalls\", name: \"sys_enter_openat\""));
+    assert!(ok("tp/sched/sched_switch").contains("name: \"sched_switch\""));
+    assert_eq!(
+        ok("raw_tracepoint/sys_enter"),
+        "RawTracepoint { name: \"sys_enter\" }"
+    );
+    assert_eq!(
+        ok("raw_tp/sys_exit"),
+        "RawTracepoint { name: \"sys_exit\" }"
+    );
+    assert_eq!(
+        ok("tp_btf/sched_wakeup"),
+        "BtfTracepoint { name: \"sched_wakeup\" }"
+    );
+    assert_eq!(
+        ok("kprobe/do_sys_openat2"),
+        "Kprobe { function: \"do_sys_openat2\" }"
+    );
+    assert_eq!(ok("fentry/vfs_read"), "Fentry { function: \"vfs_read\" }");
+    assert_eq!(ok("lsm/file_open"), "Lsm { hook: \"file_open\" }");
+    assert!(ok("uprobe//usr/lib/libc.so.6:malloc").contains("symbol: Some(\"malloc\")"));
+    for (bad, why) in [
+        ("tracepoint/syscalls", "tracepoint/CATEGORY/NAME"),
+        ("tracepoint//x", "tracepoint/CATEGORY/NAME"),
+        ("raw_tp", "names no tracepoint"),
+        ("kprobe/", "names no kernel function"),
+        ("uprobe/libc.so", "uprobe/PATH:SYMBOL"),
+        ("xdp", "use attach()"),
+        ("classifier", "use attach()"),
+        ("socket", "use attach()"),
+        ("perf_event", "use attach()"),
+        ("cgroup_skb/ingress", "use attach()"),
+    ] {
+        let e = attach_point(bad).unwrap_err();
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+    // Through the library: the VM has no hooks; an unknown program is named.
+    let mut vm = Object::open(object("tracepoint_count.bpf.o"))
+        .unwrap()
+        .load(Engine::Vm)
+        .unwrap();
+    let e = vm.attach_auto("count_openat").unwrap_err();
+    assert!(e.to_string().contains("no kernel hooks"), "{e}");
+    let e = vm.attach_auto("nope").unwrap_err();
+    assert!(e.to_string().contains("no program `nope`"), "{e}");
+}

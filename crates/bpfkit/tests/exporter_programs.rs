@@ -8,7 +8,7 @@
 mod common;
 use common::available;
 
-use bpfkit::{Attach, Engine, Loaded, Object};
+use bpfkit::{Engine, Loaded, Object};
 use serde_yaml_ng::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -55,25 +55,6 @@ fn open(name: &str) -> Object {
     Object::open(dir().join(format!("{name}.bpf.o"))).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Where a program attaches, from its section, as the exporter attaches it
-/// (libbpf's auto-attach reads the same section names).
-fn attach_point(section: &str) -> Attach<'_> {
-    let (kind, rest) = section
-        .split_once('/')
-        .unwrap_or_else(|| panic!("section `{section}` names no hook"));
-    match kind {
-        "tracepoint" | "tp" => {
-            let (category, name) = rest
-                .split_once('/')
-                .unwrap_or_else(|| panic!("section `{section}` needs CATEGORY/NAME"));
-            Attach::Tracepoint { category, name }
-        }
-        "raw_tracepoint" | "raw_tp" => Attach::RawTracepoint { name: rest },
-        "tp_btf" => Attach::BtfTracepoint { name: rest },
-        _ => panic!("section `{section}`: the built-in programs use tracepoints only"),
-    }
-}
-
 /// Loads `<name>.bpf.o` into the kernel and attaches every program in it.
 fn load_and_attach(name: &str) -> Loaded {
     let obj = open(name);
@@ -81,8 +62,9 @@ fn load_and_attach(name: &str) -> Loaded {
     let mut loaded = obj.load(Engine::Kernel).unwrap_or_else(|e| panic!("{e}"));
     assert!(!file.programs.is_empty(), "{name}: no programs");
     for p in &file.programs {
+        // Where its section says, as the exporter attaches it.
         loaded
-            .attach(&p.name, attach_point(&p.section))
+            .attach_auto(&p.name)
             .unwrap_or_else(|e| panic!("{name}: program `{}`: {e}", p.name));
     }
     loaded
