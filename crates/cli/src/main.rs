@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod exporter_cmd;
 mod kernel_cmds;
 mod load_cmd;
 mod object_cmds;
@@ -101,6 +102,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve Prometheus metrics from eBPF maps, with cloudflare/ebpf_exporter's
+    /// configs, objects and flags (needs root).
+    Exporter(exporter_cmd::ExporterArgs),
     /// Programs loaded in the kernel (needs CAP_SYS_ADMIN).
     Prog {
         #[command(subcommand)]
@@ -261,6 +265,7 @@ fn run(cli: Cli) -> Result<()> {
                 Err(e) => bail!("{}: {e}", file.display()),
             }
         }
+        Command::Exporter(args) => exporter_cmd::run(args)?,
         Command::Prog {
             command: ListCommand::List { json },
         } => kernel_cmds::prog_list(json)?,

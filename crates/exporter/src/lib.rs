@@ -3,4 +3,6 @@
 
 pub mod config;
 pub mod decoders;
+pub mod http;
 pub mod metrics;
+pub mod runtime;

@@ -1,0 +1,454 @@
+//! The running exporter against the kernel: the built-in set loads,
+//! attaches and counts a known workload; broken configs in a directory are
+//! reported while the good one runs; concurrent scrapes see counters that
+//! never go back. Root only: skipped with a reason otherwise, a failure
+//! under CI=true.
+
+use bpfkit_exporter::metrics::{encode_text, Family};
+use bpfkit_exporter::runtime::{Exporter, Options};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Whether kernel tests can run here; prints why not otherwise.
+fn available() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let why = if unsafe { libc::geteuid() } != 0 {
+        Some("not root".to_string())
+    } else {
+        bpfkit::kernel::probe().err().map(|e| e.to_string())
+    };
+    match why {
+        None => true,
+        Some(why) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("kernel test skipped: {why}\n(CI=true: a skipped kernel test is a failure)")
+        }
+        Some(why) => {
+            eprintln!("kernel test skipped: {why}");
+            false
+        }
+    }
+}
+
+fn builtin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bpf/exporter")
+}
+
+fn builtin() -> Exporter {
+    Exporter::start(&Options {
+        config_dir: None,
+        config_names: Vec::new(),
+        strict: false,
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The value of the counter or gauge `name` with exactly `labels` (0 when
+/// the series is not there).
+fn value(families: &[Family], name: &str, labels: &[(&str, &str)]) -> f64 {
+    families
+        .iter()
+        .filter_map(|f| match f {
+            Family::Counter {
+                name: n, samples, ..
+            }
+            | Family::Gauge {
+                name: n, samples, ..
+            } if n == name => Some(samples),
+            _ => None,
+        })
+        .flatten()
+        .filter(|s| {
+            s.labels.len() == labels.len()
+                && s.labels
+                    .iter()
+                    .zip(labels)
+                    .all(|((k, v), (lk, lv))| k == lk && v == lv)
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
+fn workload() {
+    for _ in 0..1000 {
+        // SAFETY: getppid has no preconditions.
+        unsafe { libc::getppid() };
+    }
+    for _ in 0..200 {
+        // SAFETY: closing an invalid fd only fails with EBADF.
+        let r = unsafe { libc::close(-1) };
+        assert_eq!(r, -1);
+    }
+}
+
+fn getppid_total(f: &[Family]) -> f64 {
+    value(f, "ebpf_exporter_syscalls_total", &[("syscall", "getppid")])
+}
+
+#[test]
+fn builtin_set_counts_a_workload() {
+    if !available() {
+        return;
+    }
+    let exporter = builtin();
+    let status = exporter.status();
+    let names: Vec<&str> = status.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "syscalls",
+            "syscall_errors",
+            "execs",
+            "schedlat",
+            "biolatency"
+        ]
+    );
+    for s in &status {
+        assert_eq!(s.error, None, "config {}", s.name);
+        assert!(!s.programs.is_empty(), "config {}: no programs", s.name);
+        for p in &s.programs {
+            assert!(
+                p.attached && p.error.is_none(),
+                "{}: program {} ({}): {:?}",
+                s.name,
+                p.name,
+                p.section,
+                p.error
+            );
+            assert!(p.id > 0, "{}: program {}: no id", s.name, p.name);
+            assert_eq!(p.tag.len(), 16, "{}: program {}: tag", s.name, p.name);
+        }
+    }
+
+    let before = exporter.scrape();
+    workload();
+    let after = exporter.scrape();
+
+    let ebadf = |f: &[Family]| {
+        value(
+            f,
+            "ebpf_exporter_syscall_errors_total",
+            &[("syscall", "close"), ("errno", "EBADF")],
+        )
+    };
+    assert!(
+        getppid_total(&after) - getppid_total(&before) >= 1000.0,
+        "getppid: {} -> {}",
+        getppid_total(&before),
+        getppid_total(&after)
+    );
+    assert!(
+        ebadf(&after) - ebadf(&before) >= 200.0,
+        "close EBADF: {} -> {}",
+        ebadf(&before),
+        ebadf(&after)
+    );
+
+    // Histograms: cumulative, +Inf == count.
+    let mut histograms = Vec::new();
+    for f in &after {
+        if let Family::Histogram { name, series, .. } = f {
+            histograms.push(name.as_str());
+            for s in series {
+                let counts: Vec<u64> = s.buckets.iter().map(|(_, c)| *c).collect();
+                assert!(
+                    counts.windows(2).all(|w| w[0] <= w[1]),
+                    "{name} {:?}: not cumulative: {counts:?}",
+                    s.labels
+                );
+                assert!(
+                    s.buckets.windows(2).all(|w| w[0].0 < w[1].0),
+                    "{name}: bounds not increasing"
+                );
+                assert_eq!(
+                    counts.last().copied(),
+                    Some(s.count),
+                    "{name}: +Inf != count"
+                );
+            }
+        }
+    }
+    assert!(histograms.contains(&"ebpf_exporter_run_queue_latency_seconds"));
+    assert!(histograms.contains(&"ebpf_exporter_bio_latency_seconds"));
+    let mut text = String::new();
+    encode_text(&after, &mut text);
+    for line in text.lines().filter(|l| l.contains("_bucket{")) {
+        assert!(line.contains("le=\""), "{line}");
+    }
+    assert!(text.contains("ebpf_exporter_run_queue_latency_seconds_bucket{le=\"+Inf\"}"));
+
+    // Self metrics.
+    for s in &status {
+        assert_eq!(
+            value(
+                &after,
+                "ebpf_exporter_enabled_configs",
+                &[("name", &s.name)]
+            ),
+            1.0
+        );
+        for p in &s.programs {
+            let id = p.id.to_string();
+            assert_eq!(
+                value(
+                    &after,
+                    "ebpf_exporter_ebpf_program_attached",
+                    &[("id", &id)]
+                ),
+                1.0,
+                "{}: {}",
+                s.name,
+                p.name
+            );
+            assert_eq!(
+                value(
+                    &after,
+                    "ebpf_exporter_ebpf_program_info",
+                    &[
+                        ("config", &s.name),
+                        ("program", &p.name),
+                        ("tag", &p.tag),
+                        ("id", &id)
+                    ]
+                ),
+                1.0
+            );
+        }
+        assert_eq!(
+            value(
+                &after,
+                "ebpf_exporter_decoder_errors_total",
+                &[("config", &s.name)]
+            ),
+            0.0
+        );
+    }
+
+    // The debug dump names every map and decodes the metric maps' keys.
+    let maps = exporter.maps_json();
+    let configs = maps["configs"].as_array().expect("configs");
+    assert_eq!(configs.len(), 5);
+    let syscalls = &configs[0];
+    assert_eq!(syscalls["name"], "syscalls");
+    let map = syscalls["maps"]
+        .as_array()
+        .expect("maps")
+        .iter()
+        .find(|m| m["name"] == "syscalls_total")
+        .expect("syscalls_total map");
+    assert!(map["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .any(|e| e["labels"]["syscall"] == "getppid"));
+}
+
+/// A fresh directory under the temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "bpfkit-exporter-runtime-{tag}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const UNKNOWN_FIELD: &str = "metrics:
+  counters:
+    - name: syscalls_total
+      help: Total number of syscalls made, by syscall
+      bogus_setting: 1
+      labels:
+        - name: syscall
+          size: 8
+          decoders:
+            - name: uint
+";
+
+const BAD_KEY: &str = "metrics:
+  counters:
+    - name: syscalls_total
+      help: Total number of syscalls made, by syscall
+      labels:
+        - name: syscall
+          size: 4
+          decoders:
+            - name: uint
+";
+
+#[test]
+fn broken_configs_are_reported_and_the_good_one_runs() {
+    if !available() {
+        return;
+    }
+    let tmp = TempDir::new("broken");
+    let dir = &tmp.0;
+    let src = builtin_dir();
+    let object = src.join("syscalls.bpf.o");
+    std::fs::copy(src.join("syscalls.yaml"), dir.join("good.yaml")).unwrap();
+    std::fs::copy(&object, dir.join("good.bpf.o")).unwrap();
+    std::fs::copy(src.join("syscalls.yaml"), dir.join("noobject.yaml")).unwrap();
+    std::fs::write(dir.join("badyaml.yaml"), "metrics: [counters: {\n  - x").unwrap();
+    std::fs::copy(&object, dir.join("badyaml.bpf.o")).unwrap();
+    std::fs::write(dir.join("badkey.yaml"), BAD_KEY).unwrap();
+    std::fs::copy(&object, dir.join("badkey.bpf.o")).unwrap();
+
+    let exporter = Exporter::start(&Options {
+        config_dir: Some(dir.clone()),
+        config_names: ["good", "noobject", "badyaml", "badkey"]
+            .map(String::from)
+            .to_vec(),
+        strict: false,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let status = exporter.status();
+    let get = |name: &str| {
+        status
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no status for {name}: {status:?}"))
+    };
+    assert_eq!(get("good").error, None);
+    assert!(get("good").programs.iter().all(|p| p.attached));
+    let err = |name: &str| get(name).error.clone().unwrap_or_default();
+    let e = err("noobject");
+    assert!(
+        e.contains("noobject.yaml") && e.contains("noobject.bpf.o"),
+        "{e}"
+    );
+    let e = err("badyaml");
+    assert!(
+        e.contains("badyaml.yaml") && e.contains("invalid YAML"),
+        "{e}"
+    );
+    let e = err("badkey");
+    assert!(
+        e.contains("badkey.yaml")
+            && e.contains("syscalls_total")
+            && e.contains("syscall 4")
+            && e.contains("8 bytes"),
+        "{e}"
+    );
+    assert_eq!(exporter.configs(), ["good"]);
+
+    workload();
+    let families = exporter.scrape();
+    assert!(getppid_total(&families) >= 1000.0);
+    assert_eq!(
+        value(
+            &families,
+            "ebpf_exporter_enabled_configs",
+            &[("name", "good")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &families,
+            "ebpf_exporter_enabled_configs",
+            &[("name", "badkey")]
+        ),
+        0.0
+    );
+
+    // Strict mode: an unknown field is fatal, naming file and field.
+    std::fs::write(dir.join("unknown.yaml"), UNKNOWN_FIELD).unwrap();
+    std::fs::copy(&object, dir.join("unknown.bpf.o")).unwrap();
+    let Err(e) = Exporter::start(&Options {
+        config_dir: Some(dir.clone()),
+        config_names: ["good", "unknown"].map(String::from).to_vec(),
+        strict: true,
+    }) else {
+        panic!("strict start with an unknown field succeeded");
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains("unknown.yaml") && e.contains("bogus_setting"),
+        "{e}"
+    );
+    // Not strict: a warning, and it runs.
+    let lax = Exporter::start(&Options {
+        config_dir: Some(dir.clone()),
+        config_names: ["unknown"].map(String::from).to_vec(),
+        strict: false,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(lax.configs(), ["unknown"]);
+
+    // Nothing startable: an error naming each config.
+    let Err(e) = Exporter::start(&Options {
+        config_dir: Some(dir.clone()),
+        config_names: ["noobject", "badkey"].map(String::from).to_vec(),
+        strict: false,
+    }) else {
+        panic!("start with only broken configs succeeded");
+    };
+    let e = e.to_string();
+    assert!(e.contains("noobject") && e.contains("badkey"), "{e}");
+}
+
+#[test]
+fn concurrent_scrapes_never_go_back() {
+    if !available() {
+        return;
+    }
+    let exporter = Arc::new(
+        Exporter::start(&Options {
+            config_dir: None,
+            config_names: vec!["syscalls".into(), "syscall_errors".into()],
+            strict: false,
+        })
+        .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                workload();
+            }
+        })
+    };
+    let scrapers: Vec<_> = (0..4)
+        .map(|_| {
+            let exporter = exporter.clone();
+            std::thread::spawn(move || {
+                let mut last = 0.0;
+                for _ in 0..50 {
+                    let families = exporter.scrape();
+                    assert!(
+                        families
+                            .iter()
+                            .any(|f| f.name() == "ebpf_exporter_syscalls_total"),
+                        "scrape without syscalls_total"
+                    );
+                    let now = getppid_total(&families);
+                    assert!(now >= last, "getppid went back: {last} -> {now}");
+                    last = now;
+                    let mut text = String::new();
+                    encode_text(&families, &mut text);
+                    assert!(text.contains("ebpf_exporter_syscalls_total{"));
+                }
+                last
+            })
+        })
+        .collect();
+    let results: Vec<_> = scrapers.into_iter().map(|t| t.join()).collect();
+    stop.store(true, Ordering::Relaxed);
+    worker.join().unwrap();
+    for r in results {
+        let last = r.unwrap_or_else(|_| panic!("a scraper failed"));
+        assert!(last > 0.0);
+    }
+}
