@@ -605,19 +605,9 @@ impl Config {
             return Ok(());
         }
         let layout = if labels.is_empty() {
-            "no labels: the key is a u32 0".to_string()
+            key_layout(labels)
         } else {
-            let mut layout = labels
-                .iter()
-                .map(|l| {
-                    if l.padding == 0 {
-                        format!("{} {}", l.name, l.size)
-                    } else {
-                        format!("{} {}+{}", l.name, l.size, l.padding)
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(" + ");
+            let mut layout = key_layout(labels);
             if perf_event_array {
                 layout.push_str("; perf event records must hold at least the labels");
             } else if percpu && labels.last().is_some_and(|l| l.name == "cpu") {
@@ -633,4 +623,23 @@ impl Config {
             layout,
         })
     }
+}
+
+/// How labels lay out a map key, for size-mismatch messages:
+/// `syscall 8 + errno 4+4` (size, then padding after a `+`).
+pub fn key_layout(labels: &[Label]) -> String {
+    if labels.is_empty() {
+        return "no labels: the key is a u32 0".to_string();
+    }
+    labels
+        .iter()
+        .map(|l| {
+            if l.padding == 0 {
+                format!("{} {}", l.name, l.size)
+            } else {
+                format!("{} {}+{}", l.name, l.size, l.padding)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" + ")
 }

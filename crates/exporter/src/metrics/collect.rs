@@ -37,19 +37,9 @@ fn check_map(metric: &str, labels: &[Label], map: &MapSnapshot) -> Result<(), Me
         return Ok(());
     }
     let layout = if labels.is_empty() {
-        "no labels: the key is a u32 0".to_string()
+        crate::config::key_layout(labels)
     } else {
-        let mut layout = labels
-            .iter()
-            .map(|l| {
-                if l.padding == 0 {
-                    format!("{} {}", l.name, l.size)
-                } else {
-                    format!("{} {}+{}", l.name, l.size, l.padding)
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" + ");
+        let mut layout = crate::config::key_layout(labels);
         if cpu_last {
             layout.push_str("; per-CPU: the last 2 bytes are the cpu added by the exporter");
         }
