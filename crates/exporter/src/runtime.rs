@@ -579,6 +579,13 @@ impl Exporter {
         out
     }
 
+    /// The map `name` of the running config `config` (for benchmarks and
+    /// tests that fill a map from the host).
+    pub fn map(&self, config: &str, name: &str) -> Option<&Map> {
+        let r = self.running.iter().find(|r| r.config.name == config)?;
+        r.maps.iter().find(|m| m.name() == name)
+    }
+
     /// Every config asked for: running ones with their programs, the others
     /// with why not.
     pub fn status(&self) -> Vec<ConfigStatus> {
