@@ -452,3 +452,59 @@ fn concurrent_scrapes_never_go_back() {
         assert!(last > 0.0);
     }
 }
+
+/// `kaddrs`: the address of each listed kernel symbol is passed to the
+/// program before load (as `kaddr_<symbol>`); a program counting under that
+/// address is decoded back to the symbol by `ksym`. A symbol the kernel does
+/// not have is named in the config's error.
+#[test]
+fn kaddrs_pass_kernel_addresses_to_the_program() {
+    if !available() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("bpfkit-kaddrs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bpf/testdata");
+    std::fs::copy(data.join("exporter_kaddrs.bpf.o"), dir.join("kaddrs.bpf.o")).unwrap();
+    let yaml = std::fs::read_to_string(data.join("exporter_kaddrs.yaml")).unwrap();
+    std::fs::write(dir.join("kaddrs.yaml"), &yaml).unwrap();
+    // The same object, asked for a symbol no kernel has.
+    std::fs::copy(data.join("exporter_kaddrs.bpf.o"), dir.join("nosym.bpf.o")).unwrap();
+    std::fs::write(
+        dir.join("nosym.yaml"),
+        yaml.replace("- vfs_read", "- no_such_symbol_here"),
+    )
+    .unwrap();
+    let exporter = Exporter::start(&Options {
+        config_dir: Some(dir.clone()),
+        config_names: Vec::new(),
+        strict: false,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let status = exporter.status();
+    let nosym = status.iter().find(|c| c.name == "nosym").unwrap();
+    let err = nosym.error.as_deref().unwrap_or_default();
+    assert!(
+        err.contains("no kernel symbol `no_such_symbol_here`"),
+        "{err}"
+    );
+    for _ in 0..3 {
+        assert!(std::process::Command::new("/bin/true")
+            .status()
+            .unwrap()
+            .success());
+    }
+    let families = exporter.scrape();
+    let n = value(
+        &families,
+        "ebpf_exporter_kaddr_execs_total",
+        &[("symbol", "vfs_read")],
+    );
+    assert!(n >= 3.0, "{}", {
+        let mut s = String::new();
+        encode_text(&families, &mut s);
+        s
+    });
+    drop(exporter);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
