@@ -5,6 +5,8 @@
 //! program behind, and a dir with one broken config. Skipped with a reason
 //! when not root, except under CI=true where a skip fails.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -19,35 +21,12 @@ const BPFKIT: &str = env!("CARGO_BIN_EXE_bpfkit");
 /// freed, before giving up (a deadline, not an assertion on speed).
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
 fn privileged(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    let why = format!("{test}: skipped, needs root to load and attach BPF programs");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{why}, and CI=true");
-    }
-    let _ = writeln!(std::io::stderr(), "{why}");
-    false
+    common::privileged(test, "load and attach BPF programs")
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("bpfkit-exporter-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    common::temp_dir("bpfkit-exporter-e2e", name)
 }
 
 /// bpf/exporter, from the workspace root.

@@ -2,34 +2,17 @@
 //! a known program with aya, then find it and its maps in the listings.
 //! Needs root (CAP_SYS_ADMIN); skipped otherwise, except under CI=true.
 
+mod common;
+use common::is_root;
+
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 const BPFKIT: &str = env!("CARGO_BIN_EXE_bpfkit");
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// True when the test may run; prints why not otherwise (panics under CI).
 fn privileged(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    let why = format!("{test}: skipped, needs root (CAP_SYS_ADMIN) to load and list BPF objects");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{why}, and CI=true");
-    }
-    eprintln!("{why}");
-    false
+    common::privileged(test, "load and list BPF objects (CAP_SYS_ADMIN)")
 }
 
 fn object(name: &str) -> PathBuf {

@@ -3,6 +3,9 @@
 //! Kernel tests need root; skipped with a reason otherwise, except under
 //! CI=true where a skip fails. Argument errors are checked everywhere.
 
+mod common;
+use common::is_root;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -10,17 +13,6 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 const BPFKIT: &str = env!("CARGO_BIN_EXE_bpfkit");
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
 
 /// True when the test may run; prints why not otherwise (panics under CI).
 fn privileged(test: &str) -> bool {

@@ -3,6 +3,8 @@
 //! against the kernel (`--engine both`, as root), the pcap written back, and
 //! every kind of bad input named in the error.
 
+mod common;
+
 use bpfkit_cli::pcap_io;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -55,27 +57,8 @@ fn json(args: &[&str]) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
 fn privileged(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    let why = format!("{test}: skipped, needs root to run programs in the kernel");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{why}, and CI=true");
-    }
-    eprintln!("{why}");
-    false
+    common::privileged(test, "run programs in the kernel")
 }
 
 /// The destination port of a TCP or UDP packet over IPv4 or IPv6 (no VLAN
