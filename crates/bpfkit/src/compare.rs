@@ -6,9 +6,6 @@ use crate::object::{Entry, Error, Loaded, Map};
 /// BPF_MAP_TYPE_* numbers this module treats specially.
 const PROG_ARRAY: u32 = 3;
 const PERF_EVENT_ARRAY: u32 = 4;
-const PERCPU_HASH: u32 = 5;
-const PERCPU_ARRAY: u32 = 6;
-const LRU_PERCPU_HASH: u32 = 10;
 const ARRAY_OF_MAPS: u32 = 12;
 const HASH_OF_MAPS: u32 = 13;
 const SOCKMAP: u32 = 15;
@@ -18,9 +15,7 @@ const STACK: u32 = 23;
 const RINGBUF: u32 = 27;
 
 /// Whether a map type keeps one value per CPU.
-pub fn is_per_cpu(map_type: u32) -> bool {
-    matches!(map_type, PERCPU_HASH | PERCPU_ARRAY | LRU_PERCPU_HASH)
-}
+pub use bpfkit_kernel::maps::is_percpu as is_per_cpu;
 
 /// One way two engines' maps differ.
 #[derive(Clone, Debug, PartialEq, Eq)]

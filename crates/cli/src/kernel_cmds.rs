@@ -87,6 +87,11 @@ const MAP_TYPES: &[&str] = &[
     "arena",
 ];
 
+/// A map type's bpftool name (`unknown(N)` past the table).
+pub(crate) fn map_type_name(raw: u32) -> String {
+    type_name(MAP_TYPES, raw)
+}
+
 fn type_name(names: &[&str], raw: u32) -> String {
     names
         .get(raw as usize)
@@ -124,13 +129,6 @@ fn listing_error(what: &str, e: &(dyn std::error::Error + 'static)) -> anyhow::E
         Some(io) => anyhow::anyhow!("listing loaded {what}: {io}"),
         None => anyhow::anyhow!("listing loaded {what}: {e}"),
     }
-}
-
-/// `kernel.bpf_stats_enabled`: run counts and times are only kept while on.
-fn stats_enabled() -> bool {
-    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
-        .map(|s| s.trim() == "1")
-        .unwrap_or(false)
 }
 
 /// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
@@ -223,7 +221,7 @@ fn map_json(m: &MapInfo) -> Value {
 /// Every program loaded in the kernel, as JSON objects with the fields
 /// `id type name tag loaded_at run_cnt run_time_ns map_ids`.
 pub fn list_programs() -> Result<Vec<Value>> {
-    let stats = stats_enabled();
+    let stats = bpfkit::kernel::stats_enabled();
     let mut out = Vec::new();
     for p in loaded_programs() {
         match p {

@@ -545,28 +545,6 @@ fn hex(b: &[u8]) -> String {
         .join(" ")
 }
 
-fn type_name(t: u32) -> String {
-    match t {
-        1 => "hash".into(),
-        2 => "array".into(),
-        3 => "prog_array".into(),
-        4 => "perf_event_array".into(),
-        5 => "percpu_hash".into(),
-        6 => "percpu_array".into(),
-        9 => "lru_hash".into(),
-        10 => "lru_percpu_hash".into(),
-        11 => "lpm_trie".into(),
-        12 => "array_of_maps".into(),
-        13 => "hash_of_maps".into(),
-        14 => "devmap".into(),
-        22 => "queue".into(),
-        23 => "stack".into(),
-        25 => "devmap_hash".into(),
-        27 => "ringbuf".into(),
-        t => format!("type {t}"),
-    }
-}
-
 /// Every readable map as JSON: {name: {type, key_size, value_size,
 /// max_entries, entries: [{key, value}]}}; per-CPU values as one entry per
 /// CPU under "values".
@@ -616,7 +594,7 @@ fn dump_maps(l: &Loaded) -> Result<Value> {
             });
         }
         let mut o = json!({
-            "type": type_name(t),
+            "type": crate::kernel_cmds::map_type_name(t),
             "key_size": m.key_size(),
             "value_size": m.value_size(),
             "max_entries": m.max_entries(),

@@ -239,27 +239,9 @@ pub struct Span {
     pub labels: Vec<Label>,
 }
 
-/// Every decoder name bpfkit supports (ebpf_exporter's set).
-pub const KNOWN_DECODERS: &[&str] = &[
-    "uint",
-    "hex",
-    "string",
-    "errno",
-    "syscall",
-    "ksym",
-    "kstack",
-    "inet_ip",
-    "ifname",
-    "majorminor",
-    "dname",
-    "cgroup",
-    "static_map",
-    "regexp",
-    "pci_vendor",
-    "pci_device",
-    "pci_class",
-    "pci_subclass",
-];
+/// Every decoder name bpfkit supports (ebpf_exporter's set): the decoders'
+/// own table.
+pub use crate::decoders::DECODER_NAMES as KNOWN_DECODERS;
 
 /// Something in a config that does not stop it from loading: an unknown
 /// field (outside strict mode) or a setting that has no effect.

@@ -157,34 +157,12 @@ pub struct Exporter {
     decoder_errors: Mutex<DecoderErrorCounts>,
 }
 
-const BPF_MAP_TYPE_PERCPU_HASH: u32 = 5;
-const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
-const BPF_MAP_TYPE_LRU_PERCPU_HASH: u32 = 10;
-const BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE: u32 = 21;
-
-fn is_per_cpu(map_type: u32) -> bool {
-    matches!(
-        map_type,
-        BPF_MAP_TYPE_PERCPU_HASH
-            | BPF_MAP_TYPE_PERCPU_ARRAY
-            | BPF_MAP_TYPE_LRU_PERCPU_HASH
-            | BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE
-    )
-}
-
 /// The config's name from an error about it (its file's stem).
 fn error_config_name(e: &ConfigError) -> String {
     e.file()
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-/// `kernel.bpf_stats_enabled`: run counts and times are only kept while on.
-fn stats_enabled() -> bool {
-    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
-        .map(|s| s.trim() == "1")
-        .unwrap_or(false)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -380,7 +358,7 @@ fn start_config(config: Config, bytes: Vec<u8>) -> Result<Running, (Failure, Vec
                 programs.clone(),
             )
         })?;
-        let per_cpu = is_per_cpu(map.map_type());
+        let per_cpu = bpfkit::compare::is_per_cpu(map.map_type());
         config
             .check_map_key_size(metric, map.key_size(), per_cpu)
             .map_err(|e| (Failure::Config(Box::new(e)), programs.clone()))?;
@@ -570,7 +548,7 @@ impl Exporter {
             }
             counts.clone()
         };
-        let stats = stats_enabled();
+        let stats = bpfkit::kernel::stats_enabled();
         let mut programs = Vec::new();
         for r in &self.running {
             let mut loaded = stats.then(|| lock(&r.loaded));

@@ -481,6 +481,13 @@ impl AsFd for Program {
     }
 }
 
+/// `kernel.bpf_stats_enabled`: run counts and times are only kept while on.
+pub fn stats_enabled() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+        .map(|s| s.trim() == "1")
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -239,18 +239,23 @@ impl KernelMap {
     }
 }
 
-/// PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE.
-fn is_percpu(map_type: u32) -> bool {
+/// Whether a map type keeps one value per CPU: PERCPU_HASH, PERCPU_ARRAY,
+/// LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE.
+pub fn is_percpu(map_type: u32) -> bool {
     matches!(map_type, 5 | 6 | 10 | 21)
 }
 
 /// Possible CPUs, as /sys/devices/system/cpu/possible lists them (per-CPU
-/// values have one slot each).
+/// values have one slot each); read once. Without the file, the CPUs this
+/// process may use, as the VM counts them, so both engines agree.
 pub fn possible_cpus() -> usize {
-    std::fs::read_to_string("/sys/devices/system/cpu/possible")
-        .ok()
-        .and_then(|s| parse_cpu_list(s.trim()))
-        .unwrap_or(1)
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::fs::read_to_string("/sys/devices/system/cpu/possible")
+            .ok()
+            .and_then(|s| parse_cpu_list(s.trim()))
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    })
 }
 
 fn parse_cpu_list(s: &str) -> Option<usize> {
