@@ -16,7 +16,6 @@ as_root() {
 declare -A needs=(
     [clang-19]=/usr/bin/clang-19
     [llvm-19]=/usr/bin/llvm-objdump-19
-    [bpftool]=/usr/sbin/bpftool
     [libbpf-dev]=/usr/include/bpf/bpf_helpers.h
     [iproute2]=/usr/sbin/ip
     [iputils-ping]=/usr/bin/ping
