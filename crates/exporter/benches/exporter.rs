@@ -66,6 +66,7 @@ fn bench_options() -> Options {
         config_dir: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bpf/bench")),
         config_names: vec![CONFIG.to_string()],
         strict: true,
+        keep_capabilities: None,
     }
 }
 

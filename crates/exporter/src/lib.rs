@@ -5,4 +5,5 @@ pub mod config;
 pub mod decoders;
 pub mod http;
 pub mod metrics;
+pub mod perf_events;
 pub mod runtime;

@@ -13,10 +13,12 @@
 use crate::config::{self, Config, ConfigError};
 use crate::decoders::{Decoders, LabelSpec};
 use crate::metrics::{self, DecoderErrorCounts, Family, MapSnapshot, ProgramInfo, SelfMetrics};
+use crate::perf_events::{self, PerfCounter};
+use bpfkit::kernel::events::PerfBufReader;
 use bpfkit::{Engine, Loaded, Map, Object};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The built-in set: `(name, YAML config, eBPF object)`, from `bpf/exporter`.
 pub const BUILTIN: &[(&str, &str, &[u8])] = &[
@@ -57,6 +59,10 @@ pub struct Options {
     pub config_names: Vec<String>,
     /// Unknown fields (and any other config error) are fatal.
     pub strict: bool,
+    /// `--capabilities.keep`: once every program is attached, drop every
+    /// capability not in this mask (bits as in `CAP_*`), before any thread
+    /// of the exporter's exists. `None` keeps them all.
+    pub keep_capabilities: Option<u64>,
 }
 
 /// One program of a config.
@@ -96,6 +102,12 @@ pub enum StartError {
     /// No configs were asked for (an empty directory, say).
     #[error("no configs to run{}", .0.as_ref().map(|d| format!(" in {}", d.display())).unwrap_or_default())]
     NoConfigs(Option<PathBuf>),
+    /// `keep_capabilities` could not be applied.
+    #[error("dropping capabilities: {0}")]
+    Capabilities(#[from] bpfkit::kernel::caps::CapsError),
+    /// The thread that reads perf event arrays could not start.
+    #[error("starting the perf event reader: {0}")]
+    Events(std::io::Error),
     /// The config directory cannot be listed.
     #[error("{}: cannot list configs: {source}", dir.display())]
     ConfigDir {
@@ -145,16 +157,36 @@ struct Running {
     /// Every map of the object, for [`Exporter::maps_json`].
     maps: Vec<Map>,
     programs: Vec<ProgramStatus>,
+    /// Counters fed by perf event arrays, in the config's order.
+    perf_counters: Vec<Arc<PerfCounter>>,
     /// Keeps the programs attached; locked to read program stats.
     loaded: Mutex<Loaded>,
+}
+
+/// The thread that reads every perf event array, on a tokio runtime of its
+/// own so that the exporter works the same inside and outside one.
+struct EventThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for EventThread {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The running exporter. Dropping it detaches every program.
 pub struct Exporter {
     running: Vec<Running>,
     status: Vec<ConfigStatus>,
-    decoders: Decoders,
+    decoders: Arc<Decoders>,
     decoder_errors: Mutex<DecoderErrorCounts>,
+    /// Declared last: stops reading events before the programs detach.
+    _events: Option<EventThread>,
 }
 
 /// The config's name from an error about it (its file's stem).
@@ -271,9 +303,20 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// Loads one config's object, checks its maps against its metrics and
-/// attaches its programs.
-fn start_config(config: Config, bytes: Vec<u8>) -> Result<Running, (Failure, Vec<ProgramStatus>)> {
+/// What [`start_config`] needs to read perf event arrays: the runtime their
+/// readers register with (it runs on [`EventThread`]) and the decoders.
+struct EventSetup<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    decoders: &'a Arc<Decoders>,
+}
+
+/// Loads one config's object, checks its maps against its metrics, starts
+/// reading its perf event arrays and attaches its programs.
+fn start_config(
+    config: Config,
+    bytes: Vec<u8>,
+    events: &EventSetup<'_>,
+) -> Result<Running, (Failure, Vec<ProgramStatus>)> {
     let name = config.name.clone();
     let file = config.path.display().to_string();
     let mut object = Object::from_bytes(&name, bytes);
@@ -329,6 +372,7 @@ fn start_config(config: Config, bytes: Vec<u8>) -> Result<Running, (Failure, Vec
 
     // Every metric's map, checked before anything is attached.
     let mut metrics = Vec::new();
+    let mut perf_counters = Vec::new();
     let wanted = config
         .metrics
         .counters
@@ -344,10 +388,33 @@ fn start_config(config: Config, bytes: Vec<u8>) -> Result<Running, (Failure, Vec
                 .map(|(i, h)| (Kind::Histogram(i), &h.name, false)),
         );
     for (kind, metric, perf_event_array) in wanted {
-        if perf_event_array {
-            eprintln!(
-                "ebpf_exporter: {file}: metric `{metric}`: perf_event_array counters are not supported; left out"
-            );
+        if let (true, Kind::Counter(i)) = (perf_event_array, kind) {
+            let counter = Arc::new(PerfCounter::new(&config.metrics.counters[i]));
+            let kernel = loaded.kernel().ok_or_else(|| {
+                (
+                    Failure::Other(format!("{file}: metric `{metric}`: not a kernel object")),
+                    programs.clone(),
+                )
+            })?;
+            // The reader registers with the events runtime, which must be
+            // the current one while it is made.
+            let reader = {
+                let _in = events.runtime.enter();
+                PerfBufReader::new(kernel, metric, Some(perf_events::PAGES_PER_CPU))
+            }
+            .map_err(|e| {
+                (
+                    Failure::Other(format!("{file}: metric `{metric}`: perf_event_array: {e}")),
+                    programs.clone(),
+                )
+            })?;
+            events.runtime.spawn(perf_events::pump(
+                name.clone(),
+                reader,
+                Arc::clone(&counter),
+                Arc::clone(events.decoders),
+            ));
+            perf_counters.push(counter);
             continue;
         }
         let map = loaded.map(metric).map_err(|e| {
@@ -398,6 +465,7 @@ fn start_config(config: Config, bytes: Vec<u8>) -> Result<Running, (Failure, Vec
         metrics,
         maps,
         programs,
+        perf_counters,
         loaded: Mutex::new(loaded),
     })
 }
@@ -445,10 +513,22 @@ impl Exporter {
         }
         let mut running = Vec::new();
         let mut strict_errors = Vec::new();
+        let decoders = Arc::new(Decoders::new());
+        // A current-thread runtime starts no thread: readers register with
+        // it now, and it runs once capabilities are dropped.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(StartError::Events)?;
+        let events = EventSetup {
+            runtime: &runtime,
+            decoders: &decoders,
+        };
         for (config, bytes) in candidates {
             let name = config.name.clone();
             let result = match bytes {
-                Ok(bytes) => start_config(config, bytes),
+                Ok(bytes) => start_config(config, bytes, &events),
                 Err(e) => Err((Failure::Other(e), Vec::new())),
             };
             match result {
@@ -479,13 +559,39 @@ impl Exporter {
         if running.is_empty() {
             return Err(StartError::NothingLoaded(status));
         }
+        if let Some(keep) = opts.keep_capabilities {
+            let had = bpfkit::kernel::caps::keep_only(keep)?;
+            eprintln!(
+                "ebpf_exporter: dropped capabilities to {} (from {})",
+                bpfkit::kernel::caps::names(keep),
+                bpfkit::kernel::caps::names(had)
+            );
+        }
+        let events = if running.iter().any(|r| !r.perf_counters.is_empty()) {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let thread = std::thread::Builder::new()
+                .name("bpfkit-events".to_string())
+                .spawn(move || {
+                    // Ends when the sender is dropped; the readers go with
+                    // the runtime.
+                    let _ = runtime.block_on(stopped);
+                })
+                .map_err(StartError::Events)?;
+            Some(EventThread {
+                stop: Some(stop),
+                thread: Some(thread),
+            })
+        } else {
+            None
+        };
         let decoder_errors =
             DecoderErrorCounts::new(running.iter().map(|r| r.config.name.as_str()));
         Ok(Exporter {
             running,
             status,
-            decoders: Decoders::new(),
+            decoders,
             decoder_errors: Mutex::new(decoder_errors),
+            _events: events,
         })
     }
 
@@ -502,6 +608,9 @@ impl Exporter {
         let mut families = Vec::new();
         let mut failed = Vec::new();
         for r in &self.running {
+            for c in &r.perf_counters {
+                families.extend(c.families());
+            }
             for m in &r.metrics {
                 let entries = match m.map.entries() {
                     Ok(e) => e,
@@ -546,7 +655,13 @@ impl Exporter {
             for (config, e) in &failed {
                 counts.record(config, e);
             }
-            counts.clone()
+            let mut counts = counts.clone();
+            for r in &self.running {
+                for c in &r.perf_counters {
+                    counts.add(&r.config.name, c.decode_errors());
+                }
+            }
+            counts
         };
         let stats = bpfkit::kernel::stats_enabled();
         let mut programs = Vec::new();

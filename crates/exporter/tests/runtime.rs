@@ -39,6 +39,7 @@ fn builtin() -> Exporter {
         config_dir: None,
         config_names: Vec::new(),
         strict: false,
+        keep_capabilities: None,
     })
     .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -310,6 +311,7 @@ fn broken_configs_are_reported_and_the_good_one_runs() {
             .map(String::from)
             .to_vec(),
         strict: false,
+        keep_capabilities: None,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let status = exporter.status();
@@ -369,6 +371,7 @@ fn broken_configs_are_reported_and_the_good_one_runs() {
         config_dir: Some(dir.clone()),
         config_names: ["good", "unknown"].map(String::from).to_vec(),
         strict: true,
+        keep_capabilities: None,
     }) else {
         panic!("strict start with an unknown field succeeded");
     };
@@ -382,6 +385,7 @@ fn broken_configs_are_reported_and_the_good_one_runs() {
         config_dir: Some(dir.clone()),
         config_names: ["unknown"].map(String::from).to_vec(),
         strict: false,
+        keep_capabilities: None,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(lax.configs(), ["unknown"]);
@@ -391,6 +395,7 @@ fn broken_configs_are_reported_and_the_good_one_runs() {
         config_dir: Some(dir.clone()),
         config_names: ["noobject", "badkey"].map(String::from).to_vec(),
         strict: false,
+        keep_capabilities: None,
     }) else {
         panic!("start with only broken configs succeeded");
     };
@@ -408,6 +413,7 @@ fn concurrent_scrapes_never_go_back() {
             config_dir: None,
             config_names: vec!["syscalls".into(), "syscall_errors".into()],
             strict: false,
+            keep_capabilities: None,
         })
         .unwrap_or_else(|e| panic!("{e}")),
     );
@@ -479,6 +485,7 @@ fn kaddrs_pass_kernel_addresses_to_the_program() {
         config_dir: Some(dir.clone()),
         config_names: Vec::new(),
         strict: false,
+        keep_capabilities: None,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let status = exporter.status();
@@ -507,4 +514,107 @@ fn kaddrs_pass_kernel_addresses_to_the_program() {
     });
     drop(exporter);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Scrapes until `done` holds for the families, or ten seconds pass (events
+/// from perf buffers arrive on the exporter's own thread); returns the last.
+fn scrape_until(exporter: &Exporter, done: impl Fn(&[Family]) -> bool) -> Vec<Family> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let families = exporter.scrape();
+        if done(&families) || std::time::Instant::now() > deadline {
+            return families;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `perf_event_array` counters: every event the program sends counts one
+/// for its decoded labels; `regexp` drops a label set; `flush_interval`
+/// starts the counts again; a counter whose perf event array is missing
+/// names the file and the metric, and the others keep running.
+#[test]
+fn perf_event_array_counters_count_events() {
+    if !available() {
+        return;
+    }
+    let dir = TempDir::new("perf");
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bpf/testdata");
+    let yaml = std::fs::read_to_string(data.join("exporter_perf.yaml")).unwrap();
+    for name in ["perf", "flushed", "nomap"] {
+        std::fs::copy(
+            data.join("exporter_perf.bpf.o"),
+            dir.0.join(format!("{name}.bpf.o")),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.0.join("perf.yaml"), &yaml).unwrap();
+    std::fs::write(
+        dir.0.join("flushed.yaml"),
+        yaml.replace(
+            "      perf_event_array: true\n",
+            "      perf_event_array: true\n      flush_interval: 1s\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.0.join("nomap.yaml"),
+        yaml.replace("name: perf_syscalls_total", "name: perf_nothing_total"),
+    )
+    .unwrap();
+    let exporter = Exporter::start(&Options {
+        config_dir: Some(dir.0.clone()),
+        config_names: Vec::new(),
+        strict: false,
+        keep_capabilities: None,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let status = exporter.status();
+    let nomap = status.iter().find(|c| c.name == "nomap").unwrap();
+    let err = nomap.error.as_deref().unwrap_or_default();
+    assert!(
+        err.contains("nomap.yaml")
+            && err.contains("metric `perf_nothing_total`")
+            && err.contains("no map `perf_nothing_total`"),
+        "{err}"
+    );
+    assert_eq!(exporter.configs(), ["flushed", "perf"]);
+
+    let tgid = std::process::id().to_string();
+    for _ in 0..300 {
+        // SAFETY: these syscalls have no preconditions.
+        unsafe {
+            libc::getppid();
+            libc::getpgid(0);
+            libc::getsid(0);
+        }
+    }
+    let name = "ebpf_exporter_perf_syscalls_total";
+    let mine = |f: &[Family], syscall: &str| {
+        value(f, name, &[("tgid", tgid.as_str()), ("syscall", syscall)])
+    };
+    let families = scrape_until(&exporter, |f| {
+        mine(f, "getppid") >= 600.0 && mine(f, "getpgid") >= 600.0
+    });
+    let text = {
+        let mut s = String::new();
+        encode_text(&families, &mut s);
+        s
+    };
+    // Both configs count every event: 300 of each, twice.
+    assert_eq!(mine(&families, "getppid"), 600.0, "{text}");
+    assert_eq!(mine(&families, "getpgid"), 600.0, "{text}");
+    // getsid is kind 3, which the regexp drops.
+    assert!(!text.contains("syscall=\"getsid\""), "{text}");
+    assert!(!text.contains("unknown:"), "{text}");
+    assert!(
+        text.contains("dropped_perf_event_map_events_perf_syscalls_total 0"),
+        "{text}"
+    );
+
+    // After the one-second flush of `flushed`, only `perf` still has them.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let families = exporter.scrape();
+    assert_eq!(mine(&families, "getppid"), 300.0);
+    assert_eq!(mine(&families, "getpgid"), 300.0);
 }

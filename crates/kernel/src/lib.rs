@@ -18,7 +18,7 @@
 //! assert_eq!(out.retval, 2); // XDP_PASS
 //! ```
 
-mod caps;
+pub mod caps;
 pub mod events;
 mod log;
 pub mod maps;

@@ -45,10 +45,15 @@ impl DecoderErrorCounts {
         }
     }
 
-    /// Adds one for `config` (e.g. a perf event that did not decode).
+    /// Adds one for `config`.
     pub fn inc(&mut self, config: &str) {
-        let n = self.counts.entry(config.to_string()).or_insert(0);
-        *n = n.saturating_add(1);
+        self.add(config, 1);
+    }
+
+    /// Adds `n` for `config` (e.g. perf events that did not decode).
+    pub fn add(&mut self, config: &str, n: u64) {
+        let count = self.counts.entry(config.to_string()).or_insert(0);
+        *count = count.saturating_add(n);
     }
 
     pub fn get(&self, config: &str) -> u64 {
