@@ -29,7 +29,7 @@
 //! steady-state scrapes do not decode again; the cache is cleared once it
 //! holds [`DecoderOptions::cache_limit`] keys.
 
-mod cgroup;
+pub(crate) mod cgroup;
 mod errnos;
 mod kallsyms;
 mod pci;
@@ -38,6 +38,7 @@ mod simple;
 mod syscalls_x86_64;
 mod system;
 
+pub use cgroup::cgroup2_root;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,7 +93,8 @@ pub struct DecoderOptions {
     /// pci.ids candidates, first existing one wins. Default
     /// `/usr/share/hwdata/pci.ids`, `/usr/share/misc/pci.ids`.
     pub pci_ids: Vec<PathBuf>,
-    /// Walked for `cgroup`. Default `/sys/fs/cgroup`.
+    /// Walked for `cgroup`. Default: the cgroup v2 hierarchy,
+    /// `/sys/fs/cgroup` (or `/sys/fs/cgroup/unified` on hybrid hosts).
     pub cgroup_root: PathBuf,
     /// `majorminor`'s device names. Default `/proc/partitions`.
     pub partitions: PathBuf,
@@ -112,7 +114,7 @@ impl Default for DecoderOptions {
                 PathBuf::from("/usr/share/hwdata/pci.ids"),
                 PathBuf::from("/usr/share/misc/pci.ids"),
             ],
-            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            cgroup_root: cgroup::cgroup2_root(),
             partitions: PathBuf::from("/proc/partitions"),
             cache_limit: 100_000,
             refresh_interval: Duration::from_secs(5),

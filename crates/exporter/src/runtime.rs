@@ -10,6 +10,7 @@
 //! config could be started at all, or, in strict mode, when a config is
 //! invalid.
 
+use crate::cgroup_id_map::{self, CgroupIdSync};
 use crate::config::{self, Config, ConfigError};
 use crate::decoders::{Decoders, LabelSpec};
 use crate::metrics::{self, DecoderErrorCounts, Family, MapSnapshot, ProgramInfo, SelfMetrics};
@@ -159,6 +160,9 @@ struct Running {
     programs: Vec<ProgramStatus>,
     /// Counters fed by perf event arrays, in the config's order.
     perf_counters: Vec<Arc<PerfCounter>>,
+    /// The config's `cgroup_id_map`, filled; handed to the events thread
+    /// to keep in step.
+    cgroup_sync: Option<CgroupIdSync>,
     /// Keeps the programs attached; locked to read program stats.
     loaded: Mutex<Loaded>,
 }
@@ -432,6 +436,26 @@ fn start_config(
         metrics.push(MetricMap { kind, map, per_cpu });
     }
 
+    // The cgroup filter is filled before the programs run.
+    let cgroup_sync = match &config.cgroup_id_map {
+        None => None,
+        Some(spec) => {
+            let fail = |e: String| {
+                (
+                    Failure::Other(format!("{file}: cgroup_id_map: {e}")),
+                    programs.clone(),
+                )
+            };
+            let map = loaded
+                .map(&spec.name)
+                .map_err(|e| fail(format!("no map `{}` in the eBPF object ({e})", spec.name)))?;
+            let root = crate::decoders::cgroup::cgroup2_root();
+            let mut sync = CgroupIdSync::new(&name, spec, map, &root).map_err(fail)?;
+            sync.sync().map_err(fail)?;
+            Some(sync)
+        }
+    };
+
     let mut maps = Vec::new();
     for m in loaded.map_names() {
         match loaded.map(&m) {
@@ -466,6 +490,7 @@ fn start_config(
         maps,
         programs,
         perf_counters,
+        cgroup_sync,
         loaded: Mutex::new(loaded),
     })
 }
@@ -567,7 +592,19 @@ impl Exporter {
                 bpfkit::kernel::caps::names(had)
             );
         }
-        let events = if running.iter().any(|r| !r.perf_counters.is_empty()) {
+        let cgroup_syncs: Vec<CgroupIdSync> = running
+            .iter_mut()
+            .filter_map(|r| r.cgroup_sync.take())
+            .collect();
+        let has_events =
+            !cgroup_syncs.is_empty() || running.iter().any(|r| !r.perf_counters.is_empty());
+        if !cgroup_syncs.is_empty() {
+            runtime.spawn(cgroup_id_map::keep_in_step(
+                crate::decoders::cgroup::cgroup2_root(),
+                cgroup_syncs,
+            ));
+        }
+        let events = if has_events {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let thread = std::thread::Builder::new()
                 .name("bpfkit-events".to_string())

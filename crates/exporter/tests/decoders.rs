@@ -826,67 +826,27 @@ fn cgroup_unknown_and_rate_limited() {
     );
 }
 
-/// The directory of each of this process's cgroups, from /proc/self/cgroup
-/// and the cgroup mounts under /sys/fs/cgroup.
-fn own_cgroup_dirs() -> Vec<PathBuf> {
-    let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let mounts: Vec<(String, String, String)> = mounts
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let (dir, fstype, opts) = (f.get(1)?, f.get(2)?, f.get(3)?);
-            (dir.starts_with("/sys/fs/cgroup") && (*fstype == "cgroup" || *fstype == "cgroup2"))
-                .then(|| (dir.to_string(), fstype.to_string(), opts.to_string()))
-        })
-        .collect();
-    let mut dirs = Vec::new();
-    for line in cgroups.lines() {
-        let mut f = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
-        let mount = mounts.iter().find(|(_, fstype, opts)| {
-            if controllers.is_empty() {
-                fstype == "cgroup2"
-            } else {
-                fstype == "cgroup"
-                    && controllers
-                        .split(',')
-                        .all(|c| opts.split(',').any(|o| o == c))
-            }
-        });
-        if let Some((dir, _, _)) = mount {
-            let full = PathBuf::from(dir).join(path.trim_start_matches('/'));
-            let full = PathBuf::from(full.to_string_lossy().trim_end_matches('/'));
-            if full.is_dir() {
-                dirs.push(full);
-            }
-        }
-    }
-    dirs
-}
-
+/// The cgroup decoder resolves ids of the cgroup v2 hierarchy (what
+/// `bpf_get_current_cgroup_id` returns): this process's own v2 cgroup, from
+/// the `0::` line of /proc/self/cgroup, decodes to its directory exactly,
+/// also on hybrid hosts whose v1 directories would share inode numbers.
 #[test]
 fn cgroup_of_this_process() {
-    let dirs = own_cgroup_dirs();
-    if dirs.is_empty() {
-        eprintln!("skipping: no cgroup directory of this process under /sys/fs/cgroup");
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let Some(own) = cgroups.lines().find_map(|l| l.strip_prefix("0::")) else {
+        eprintln!("skipping: this process is in no cgroup v2 hierarchy");
         return;
-    }
+    };
+    let root = bpfkit_exporter::decoders::cgroup2_root();
+    let dir = root.join(own.trim_start_matches('/'));
+    let dir = PathBuf::from(dir.to_string_lossy().trim_end_matches('/'));
+    let Ok(meta) = std::fs::metadata(&dir) else {
+        eprintln!("skipping: {} is not visible here", dir.display());
+        return;
+    };
     let d = Decoders::new();
-    for dir in dirs {
-        let ino = std::fs::metadata(&dir).unwrap().ino();
-        let path = ok(&d, vec![dec("uint"), dec("cgroup")], &ne64(ino));
-        // Separate hierarchies (cgroup v1) number their inodes separately, so
-        // another directory may share the id: then the walk's last one wins,
-        // as in ebpf_exporter. Either way it is a directory with that inode.
-        let same = std::fs::metadata(&path).map(|m| m.ino()).ok() == Some(ino);
-        assert!(same, "{} (inode {ino}) decoded to {path}", dir.display());
-        if path != dir.to_str().unwrap() {
-            eprintln!("{} shares inode {ino} with {path}", dir.display());
-        }
-    }
+    let path = ok(&d, vec![dec("uint"), dec("cgroup")], &ne64(meta.ino()));
+    assert_eq!(path, dir.to_string_lossy());
 }
 
 const PCI_IDS: &str = "\

@@ -618,3 +618,147 @@ fn perf_event_array_counters_count_events() {
     assert_eq!(mine(&families, "getppid"), 300.0);
     assert_eq!(mine(&families, "getpgid"), 300.0);
 }
+
+/// Forks a child that moves itself into the cgroup `dir`, calls getppid
+/// `n` times and exits; waits for it.
+fn getppid_in_cgroup(dir: &std::path::Path, n: usize) {
+    let procs = std::ffi::CString::new(
+        dir.join("cgroup.procs")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    // SAFETY: the child only makes async-signal-safe calls (open, write,
+    // getppid, _exit) on memory prepared before the fork.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        unsafe {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            // "0" moves the writer itself.
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                libc::_exit(2);
+            }
+            libc::close(fd);
+            for _ in 0..n {
+                libc::getppid();
+            }
+            libc::_exit(0);
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child status {status:#x}"
+    );
+}
+
+/// Polls `done` every 20 ms for up to ten seconds; whether it held.
+fn eventually(done: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    done()
+}
+
+/// `cgroup_id_map`, as a hash map and as cgroup storage: cgroups matching
+/// the regexps at start and cgroups created later are in the map (the
+/// program counts only their getppid calls), a cgroup that does not match
+/// is not, and a removed cgroup leaves the hash map.
+#[test]
+fn cgroup_id_map_follows_the_cgroup_tree() {
+    if !available() {
+        return;
+    }
+    let root = bpfkit_exporter::decoders::cgroup2_root();
+    let base = root.join(format!("bpfkit-cgmap-{}", std::process::id()));
+    let _ = std::fs::remove_dir(base.join("match-early"));
+    std::fs::create_dir_all(base.join("match-early")).unwrap();
+    std::fs::create_dir_all(base.join("other")).unwrap();
+    struct Cleanup(PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for d in ["match-early", "match-late", "other"] {
+                let _ = std::fs::remove_dir(self.0.join(d));
+            }
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(base.clone());
+
+    let dir = TempDir::new("cgmap");
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bpf/testdata");
+    let yaml = std::fs::read_to_string(data.join("exporter_cgroup.yaml"))
+        .unwrap()
+        .replace(
+            "- /match",
+            &format!("- {}/match", base.file_name().unwrap().to_string_lossy()),
+        );
+    for (name, object, map_type) in [
+        ("cghash", "exporter_cgroup_hash.bpf.o", "hash"),
+        ("cgstorage", "exporter_cgroup_storage.bpf.o", "cgrp_storage"),
+    ] {
+        std::fs::copy(data.join(object), dir.0.join(format!("{name}.bpf.o"))).unwrap();
+        std::fs::write(
+            dir.0.join(format!("{name}.yaml")),
+            yaml.replace("type: hash", &format!("type: {map_type}")),
+        )
+        .unwrap();
+    }
+    let exporter = Exporter::start(&Options {
+        config_dir: Some(dir.0.clone()),
+        config_names: Vec::new(),
+        strict: true,
+        keep_capabilities: None,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(exporter.configs(), ["cghash", "cgstorage"]);
+
+    use std::os::unix::fs::MetadataExt;
+    let id = |d: &str| std::fs::metadata(base.join(d)).unwrap().ino();
+    let filter = exporter.map("cghash", "cgroup_filter").unwrap();
+    let in_filter = |d: &str| filter.lookup(&id(d).to_ne_bytes()).unwrap().is_some();
+    assert!(in_filter("match-early"));
+    assert!(!in_filter("other"));
+
+    std::fs::create_dir(base.join("match-late")).unwrap();
+    assert!(
+        eventually(|| in_filter("match-late")),
+        "a new cgroup never reached the map"
+    );
+    // The storage map is written in the same pass as the hash map.
+    for d in ["match-early", "match-late", "other"] {
+        getppid_in_cgroup(&base.join(d), 40);
+    }
+    let families = exporter.scrape();
+    let path = |d: &str| base.join(d).to_string_lossy().into_owned();
+    let count = |d: &str| {
+        value(
+            &families,
+            "ebpf_exporter_filtered_getppid_total",
+            &[("cgroup", path(d).as_str())],
+        )
+    };
+    let text = {
+        let mut s = String::new();
+        encode_text(&families, &mut s);
+        s
+    };
+    // Both configs count: 40 each.
+    assert_eq!(count("match-early"), 80.0, "{text}");
+    assert_eq!(count("match-late"), 80.0, "{text}");
+    assert_eq!(count("other"), 0.0, "{text}");
+
+    let late = id("match-late");
+    std::fs::remove_dir(base.join("match-late")).unwrap();
+    assert!(
+        eventually(|| filter.lookup(&late.to_ne_bytes()).unwrap().is_none()),
+        "a removed cgroup stayed in the map"
+    );
+}

@@ -79,11 +79,37 @@ impl Cgroups {
     }
 }
 
+/// `CGROUP2_SUPER_MAGIC`, from linux/magic.h.
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+fn is_cgroup2(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: a NUL-terminated path and a statfs buffer to fill.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statfs(c.as_ptr(), &mut fs) }) == 0 && fs.f_type as i64 == CGROUP2_SUPER_MAGIC
+}
+
+/// Where the cgroup v2 hierarchy is mounted: `/sys/fs/cgroup`, or on a
+/// hybrid host (v1 controllers at `/sys/fs/cgroup/*`) its `unified`
+/// directory. Cgroup ids from eBPF (`bpf_get_current_cgroup_id`) are inode
+/// numbers of this hierarchy; v1 directories' inodes would collide with them.
+pub fn cgroup2_root() -> PathBuf {
+    let root = Path::new("/sys/fs/cgroup");
+    let unified = root.join("unified");
+    if !is_cgroup2(root) && is_cgroup2(&unified) {
+        unified
+    } else {
+        root.to_path_buf()
+    }
+}
+
 /// Inode → path of every directory under `root` (root included), visited
 /// depth first in name order like Go's `filepath.WalkDir`; a later directory
 /// with the same inode replaces an earlier one. Symlinks are not followed;
 /// entries vanishing mid-walk are skipped.
-fn walk(root: &Path) -> Result<HashMap<u64, String>, String> {
+pub(crate) fn walk(root: &Path) -> Result<HashMap<u64, String>, String> {
     let mut ids = HashMap::new();
     let meta =
         std::fs::metadata(root).map_err(|e| format!("error walking {}: {e}", root.display()))?;
