@@ -15,7 +15,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use bpfkit_kernel::maps::{BPF_ANY, BPF_EXIST, BPF_NOEXIST};
-pub use bpfkit_kernel::object::{Attach, XdpMode};
+pub use bpfkit_kernel::object::{Attach, Sample, XdpMode};
 
 /// Where an object runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,12 +210,58 @@ pub fn attach_point(section: &str) -> Result<Attach<'_>, String> {
                 pid: None,
             }
         }
+        "perf_event" if !rest.is_empty() => perf_event_point(rest)?,
+        "xdp" if !rest.is_empty() && !rest.contains('/') => Attach::Xdp {
+            interface: rest,
+            mode: XdpMode::Default,
+        },
         _ => {
             return Err(
                 "the section does not say where to attach (an interface, a socket, a cgroup or a sampling period is needed): use attach()"
                     .into(),
             )
         }
+    })
+}
+
+/// ebpf_exporter's `perf_event/type=N,config=N,frequency=N` (or
+/// `period=N`): `perf_event_attr` fields by number.
+fn perf_event_point(spec: &str) -> Result<Attach<'static>, String> {
+    let (mut event_type, mut config, mut sample) = (None, None, None);
+    for item in spec.split(',') {
+        let (key, value) = item
+            .split_once('=')
+            .ok_or_else(|| format!("invalid perf_event item {item:?}: expected KEY=NUMBER"))?;
+        let n: u64 = value
+            .parse()
+            .map_err(|_| format!("perf_event item {item:?}: {value:?} is not a whole number"))?;
+        match key {
+            "type" => {
+                event_type = Some(
+                    u32::try_from(n)
+                        .map_err(|_| format!("perf_event item {item:?}: type is a u32"))?,
+                )
+            }
+            "config" => config = Some(n),
+            "frequency" => sample = Some(Sample::Frequency(n)),
+            "period" => sample = Some(Sample::Period(n)),
+            _ => {
+                return Err(format!(
+                    "unknown perf_event item {item:?} (type, config, frequency, period)"
+                ))
+            }
+        }
+    }
+    let sample = match sample {
+        Some(Sample::Frequency(0) | Sample::Period(0)) | None => {
+            return Err("a perf_event section needs frequency=N or period=N above 0: without it the program never runs".into())
+        }
+        Some(s) => s,
+    };
+    Ok(Attach::PerfEvent {
+        event_type: event_type.ok_or("a perf_event section needs type=N")?,
+        config: config.unwrap_or(0),
+        sample,
     })
 }
 

@@ -208,7 +208,31 @@ fn sections_say_where_to_attach() {
     assert_eq!(ok("fentry/vfs_read"), "Fentry { function: \"vfs_read\" }");
     assert_eq!(ok("lsm/file_open"), "Lsm { hook: \"file_open\" }");
     assert!(ok("uprobe//usr/lib/libc.so.6:malloc").contains("symbol: Some(\"malloc\")"));
+    // ebpf_exporter's perf_event and xdp sections.
+    assert_eq!(
+        ok("perf_event/type=0,config=3,frequency=1"),
+        "PerfEvent { event_type: 0, config: 3, sample: Frequency(1) }"
+    );
+    assert_eq!(
+        ok("perf_event/type=1,period=10000"),
+        "PerfEvent { event_type: 1, config: 0, sample: Period(10000) }"
+    );
+    assert_eq!(ok("xdp/eth0"), "Xdp { interface: \"eth0\", mode: Default }");
     for (bad, why) in [
+        ("perf_event/type=1", "needs frequency=N or period=N"),
+        ("perf_event/type=1,frequency=0", "above 0"),
+        ("perf_event/config=1,frequency=9", "needs type=N"),
+        (
+            "perf_event/type=x,frequency=9",
+            "\"x\" is not a whole number",
+        ),
+        (
+            "perf_event/type=1,colour=2",
+            "unknown perf_event item \"colour=2\"",
+        ),
+        ("perf_event/type", "expected KEY=NUMBER"),
+        ("perf_event/type=4294967296,frequency=1", "type is a u32"),
+        ("xdp/a/b", "use attach()"),
         ("tracepoint/syscalls", "tracepoint/CATEGORY/NAME"),
         ("tracepoint//x", "tracepoint/CATEGORY/NAME"),
         ("raw_tp", "names no tracepoint"),

@@ -762,3 +762,89 @@ fn cgroup_id_map_follows_the_cgroup_tree() {
         "a removed cgroup stayed in the map"
     );
 }
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace of the test's own, deleted on drop.
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+/// Programs attached by their sections alone: `perf_event/type=1,config=0,
+/// frequency=199` samples the CPU clock on every CPU and `xdp/lo` counts
+/// the packets of the exporter's network namespace's loopback (a namespace
+/// the test makes, so the host's lo is left alone).
+#[test]
+fn perf_event_and_xdp_sections_attach() {
+    if !available() {
+        return;
+    }
+    let ns = Netns(format!("bpfkit-exp-{}", std::process::id()));
+    ip(&["netns", "add", &ns.0]);
+    ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
+    let dir = TempDir::new("attach");
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bpf/testdata");
+    std::fs::copy(
+        data.join("exporter_attach.bpf.o"),
+        dir.0.join("attach.bpf.o"),
+    )
+    .unwrap();
+    std::fs::copy(data.join("exporter_attach.yaml"), dir.0.join("attach.yaml")).unwrap();
+    let config_dir = dir.0.clone();
+    let netns = ns.0.clone();
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(format!("/run/netns/{netns}")).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns on this thread only, with a valid netns fd.
+        let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+        let exporter = Exporter::start(&Options {
+            config_dir: Some(config_dir),
+            config_names: Vec::new(),
+            strict: true,
+            keep_capabilities: None,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let status = exporter.status();
+        for p in &status[0].programs {
+            assert!(p.attached, "{p:?}");
+        }
+        // Ten pings over lo: at least 20 packets (requests and replies).
+        ip(&[
+            "netns",
+            "exec",
+            &netns,
+            "ping",
+            "-q",
+            "-c",
+            "10",
+            "-i",
+            "0.02",
+            "127.0.0.1",
+        ]);
+        let families = scrape_until(&exporter, |f| {
+            value(f, "ebpf_exporter_cpu_clock_samples_total", &[]) > 0.0
+        });
+        let packets = value(&families, "ebpf_exporter_lo_xdp_packets_total", &[]);
+        assert!(packets >= 20.0, "{packets} packets");
+        assert!(value(&families, "ebpf_exporter_cpu_clock_samples_total", &[]) > 0.0);
+    })
+    .join()
+    .unwrap();
+}

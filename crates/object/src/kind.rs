@@ -123,6 +123,8 @@ impl ProgramKind {
         let rest = parts.next();
         Some(match (head, rest) {
             ("xdp" | "xdp.frags", None | Some("devmap" | "cpumap")) => Xdp,
+            // ebpf_exporter's `xdp/IFACE`: the interface to attach to.
+            ("xdp", Some(iface)) if !iface.is_empty() && !iface.contains('/') => Xdp,
             ("tc" | "classifier", _) => SchedCls,
             ("tcx", Some("ingress" | "egress")) => SchedCls,
             ("action", _) => SchedAct,

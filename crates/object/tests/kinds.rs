@@ -21,6 +21,7 @@ fn known_sections() {
         ("ksyscall/openat", Kprobe),
         ("uretprobe.s//bin/sh:main", Uretprobe),
         ("usdt/libc:probe", Uprobe),
+        ("xdp/lo", Xdp),
         ("sk_skb/verdict", SkSkbStreamVerdict),
         ("sk_skb", SkSkbStreamVerdict),
         ("cgroup/skb", CgroupSkb),
@@ -42,7 +43,7 @@ fn known_sections() {
 fn unknown_sections() {
     for name in [
         "bogus/thing",
-        "xdp/foo",
+        "xdp/foo/bar",
         "tcx/sideways",
         "cgroup/bogus",
         "cgroup_skb/sideways",
