@@ -219,6 +219,12 @@ impl Decoders {
         }
     }
 
+    /// The kernel address of `symbol` from kallsyms (`None` when the kernel
+    /// has no such symbol), for ebpf_exporter's `kaddrs`.
+    pub fn kernel_address(&self, symbol: &str) -> Result<Option<u64>, String> {
+        self.kallsyms.address_of(symbol)
+    }
+
     /// Checks one decoder entry: a known name, and for `regexp` at least one
     /// expression, each of which compiles.
     pub fn check(&self, spec: &DecoderSpec) -> Result<(), String> {

@@ -326,24 +326,18 @@ fn start_config(
     let mut object = Object::from_bytes(&name, bytes);
     // `kaddrs`: each symbol's kernel address into the program's
     // `const volatile u64 kaddr_<symbol>`, before load, as ebpf_exporter does.
-    if !config.kaddrs.is_empty() {
-        let addrs = kallsyms().map_err(|e| {
-            (
-                Failure::Other(format!("{file}: kaddrs: cannot read /proc/kallsyms: {e}")),
-                Vec::new(),
-            )
-        })?;
-        for sym in &config.kaddrs {
-            let Some(addr) = addrs.get(sym.as_str()) else {
-                return Err((
-                    Failure::Other(format!(
-                        "{file}: kaddrs: no kernel symbol `{sym}` in /proc/kallsyms"
-                    )),
-                    Vec::new(),
-                ));
-            };
-            object.set_global(&format!("kaddr_{sym}"), addr);
-        }
+    for sym in &config.kaddrs {
+        let addr = events
+            .decoders
+            .kernel_address(sym)
+            .map_err(|e| format!("{file}: kaddrs: {e}"))
+            .and_then(|a| {
+                a.ok_or_else(|| {
+                    format!("{file}: kaddrs: no kernel symbol `{sym}` in /proc/kallsyms")
+                })
+            })
+            .map_err(|e| (Failure::Other(e), Vec::new()))?;
+        object.set_global(&format!("kaddr_{sym}"), &addr);
     }
     let parsed = object.parse().map_err(|e| {
         (
@@ -813,22 +807,6 @@ impl Exporter {
 
 /// Symbol name to address, from /proc/kallsyms (addresses read as 0 without
 /// the privilege to see them, as in the kernel).
-fn kallsyms() -> std::io::Result<std::collections::HashMap<String, u64>> {
-    let text = std::fs::read_to_string("/proc/kallsyms")?;
-    Ok(text
-        .lines()
-        .filter_map(|l| {
-            let mut parts = l.split(' ');
-            let addr = u64::from_str_radix(parts.next()?, 16).ok()?;
-            let _kind = parts.next()?;
-            let name = parts.next()?;
-            // Module symbols carry "\t[module]"; the first of a name wins.
-            Some((name.split('\t').next()?.to_string(), addr))
-        })
-        .rev()
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

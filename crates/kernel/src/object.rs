@@ -197,104 +197,13 @@ impl ObjectLoader {
             loader.override_global(name.as_str(), value.as_slice(), true);
         }
         let ebpf = loader
-            .load(&aya_section_names(&self.bytes))
+            .load(&bpfkit_object::kernel_section_names(&self.bytes))
             .map_err(|e| ObjectError::Load(error_chain(&e)))?;
         Ok(KernelObject {
             ebpf,
             bytes: self.bytes.clone(),
         })
     }
-}
-
-/// Program sections ebpf_exporter attaches by a name libbpf and aya-obj
-/// refuse, renamed in place to one they read as the same program type:
-/// `xdp/IFACE` becomes `xdp` (the '/' turned into a NUL). The attach point
-/// is taken from the original name, which bpfkit reads itself.
-///
-/// Section names are in the section-header string table and, for the
-/// function and line info, in the .BTF string table: both are patched, so
-/// aya-obj still pairs each program with its BTF info. Written by hand: a
-/// one-byte patch in two string tables needs no ELF writer, and a file this
-/// does not understand is passed on unchanged for aya to report.
-fn aya_section_names(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    let patches = section_renames(bytes).unwrap_or_default();
-    if patches.is_empty() {
-        return std::borrow::Cow::Borrowed(bytes);
-    }
-    let mut out = bytes.to_vec();
-    for at in patches {
-        out[at] = 0;
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-/// File offsets of the bytes to clear; `None` for anything but a
-/// little-endian ELF64 whose tables are in bounds.
-fn section_renames(b: &[u8]) -> Option<Vec<usize>> {
-    let u16_at = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
-    let u32_at = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
-    if b.get(..6)? != b"\x7fELF\x02\x01" {
-        return None;
-    }
-    let shoff = usize::try_from(u64_at(0x28)?).ok()?;
-    let shentsize = usize::from(u16_at(0x3a)?);
-    let shnum = usize::from(u16_at(0x3c)?);
-    let shstrndx = usize::from(u16_at(0x3e)?);
-    let header = |i: usize| shoff.checked_add(i.checked_mul(shentsize)?);
-    // (name offset, flags, file offset, size) of section i.
-    let section = |i: usize| -> Option<(usize, u64, usize, usize)> {
-        let h = header(i)?;
-        Some((
-            u32_at(h)? as usize,
-            u64_at(h + 8)?,
-            usize::try_from(u64_at(h + 0x18)?).ok()?,
-            usize::try_from(u64_at(h + 0x20)?).ok()?,
-        ))
-    };
-    let (_, _, strtab, strtab_size) = section(shstrndx)?;
-    let strings = b.get(strtab..strtab.checked_add(strtab_size)?)?;
-    let name_at = |off: usize| -> Option<&[u8]> {
-        let rest = strings.get(off..)?;
-        Some(&rest[..rest.iter().position(|&c| c == 0)?])
-    };
-    const SHF_EXECINSTR: u64 = 0x4;
-    let mut patches = Vec::new();
-    let mut renamed: Vec<(Vec<u8>, usize)> = Vec::new();
-    let mut btf = None;
-    for i in 0..shnum {
-        let (name_off, flags, off, size) = section(i)?;
-        let name = name_at(name_off)?;
-        if name == b".BTF" {
-            btf = Some((off, size));
-        }
-        if flags & SHF_EXECINSTR == 0 {
-            continue;
-        }
-        if let Some(iface) = name.strip_prefix(b"xdp/") {
-            if !iface.is_empty() && !iface.contains(&b'/') {
-                patches.push(strtab + name_off + 3);
-                renamed.push((name.to_vec(), 3));
-            }
-        }
-    }
-    // The same names in .BTF's string table (after its 24-byte header).
-    if let Some((off, size)) = btf {
-        let data = b.get(off..off.checked_add(size)?)?;
-        let str_off = u32_at(off + 16)? as usize;
-        let str_len = u32_at(off + 20)? as usize;
-        let hdr_len = u32_at(off + 4)? as usize;
-        let start = hdr_len.checked_add(str_off)?;
-        let table = data.get(start..start.checked_add(str_len)?)?;
-        let mut pos = 0;
-        for s in table.split(|&c| c == 0) {
-            if let Some((_, at)) = renamed.iter().find(|(n, _)| n.as_slice() == s) {
-                patches.push(off + start + pos + at);
-            }
-            pos += s.len() + 1;
-        }
-    }
-    Some(patches)
 }
 
 /// A loaded object. Dropping it detaches its programs and frees its maps.
@@ -834,53 +743,5 @@ impl KernelObject {
             records.push(item.to_vec());
         }
         Ok(records)
-    }
-}
-
-#[cfg(test)]
-mod section_name_tests {
-    use super::*;
-
-    fn testdata(name: &str) -> Vec<u8> {
-        std::fs::read(format!(
-            "{}/../../bpf/testdata/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    }
-
-    #[test]
-    fn xdp_iface_sections_are_renamed_in_both_string_tables() {
-        let bytes = testdata("exporter_attach.bpf.o");
-        let patches = section_renames(&bytes).unwrap();
-        // The section-header name and the .BTF name.
-        assert_eq!(patches.len(), 2, "{patches:?}");
-        for &at in &patches {
-            assert_eq!(&bytes[at - 3..at + 3], b"xdp/lo");
-        }
-        let renamed = aya_section_names(&bytes);
-        aya_obj::Object::parse(&renamed).expect("aya-obj reads the renamed object");
-        assert!(aya_obj::Object::parse(&bytes).is_err());
-    }
-
-    #[test]
-    fn other_objects_and_non_elf_bytes_pass_unchanged() {
-        let bytes = testdata("exporter_kaddrs.bpf.o");
-        assert!(matches!(
-            aya_section_names(&bytes),
-            std::borrow::Cow::Borrowed(_)
-        ));
-        for junk in [&b""[..], b"\x7fELF\x02\x01", &[0xff; 64]] {
-            assert!(matches!(
-                aya_section_names(junk),
-                std::borrow::Cow::Borrowed(_)
-            ));
-        }
-        // Truncated: the section table is out of bounds.
-        let cut = &bytes[..bytes.len() / 2];
-        assert!(matches!(
-            aya_section_names(cut),
-            std::borrow::Cow::Borrowed(_)
-        ));
     }
 }

@@ -40,6 +40,16 @@ impl Table {
         Some((self.addrs[i], self.syms[i].as_str()))
     }
 
+    /// The lowest address of the symbol `name` (a module symbol by its name
+    /// without the `\t[module]` part).
+    fn address_of(&self, name: &str) -> Option<u64> {
+        let i = self
+            .syms
+            .iter()
+            .position(|s| s.split('\t').next() == Some(name))?;
+        Some(self.addrs[i])
+    }
+
     /// The symbol at exactly `addr`.
     fn exact(&self, addr: u64) -> Option<&str> {
         self.preceding(addr)
@@ -92,6 +102,11 @@ impl Kallsyms {
             Some(table) => Ok(table),
             None => self.load(false),
         }
+    }
+
+    /// The kernel address of `symbol`, for `kaddrs`.
+    pub(crate) fn address_of(&self, symbol: &str) -> Result<Option<u64>, String> {
+        Ok(self.table()?.address_of(symbol))
     }
 
     /// `ksym`: the first 8 bytes as a host-order address; the symbol at
