@@ -9,9 +9,6 @@
 //                     Ethernet header after it, then trims the last 4 bytes
 //                     (bpf_xdp_adjust_tail -4): XDP_TX. Shorter frames, and
 //                     any helper failure, return XDP_PASS unchanged.
-//   xdp_meta          writes the frame length xor 0xc0ffee00 into 4 bytes of
-//                     XDP metadata (bpf_xdp_adjust_meta -4), reads it back
-//                     and leaves it there: XDP_PASS.
 //   xdp_payload       IPv4 UDP (IHL 5) with 16 payload bytes or more: copies
 //                     the first 16 payload bytes (bpf_xdp_load_bytes), sums
 //                     them with bpf_loop, compares them with "GET "
@@ -29,11 +26,10 @@
 //                     when the host put a device at index 0, else XDP_PASS.
 //
 // Maps:
-//   helper_stats  ARRAY 8 x __u64: [0] xdp_adjust rewrites, [1] xdp_adjust
-//                 frames left alone, [2] xdp_meta readbacks that matched,
-//                 [3] xdp_meta failures, [4] xdp_payload frames handled,
-//                 [5] xdp_payload frames skipped, [6] xdp_inner_map misses
-//                 (empty slot), [7] xdp_redirect runs.
+//   helper_stats  ARRAY 6 x __u64: [0] xdp_adjust rewrites, [1] xdp_adjust
+//                 frames left alone, [2] xdp_payload frames handled,
+//                 [3] xdp_payload frames skipped, [4] xdp_inner_map misses
+//                 (empty slot), [5] xdp_redirect runs.
 //   payload_result ARRAY 1 x struct payload_result: of the last frame
 //                 xdp_payload handled: sum of the 16 bytes, bpf_strncmp's
 //                 sign (-1, 0, 1), the folded checksum, bpf_snprintf's
@@ -61,8 +57,6 @@ char LICENSE[] SEC("license") = "GPL";
 enum {
 	ADJUSTED,
 	ADJUST_SKIPPED,
-	META_OK,
-	META_FAILED,
 	PAYLOAD_DONE,
 	PAYLOAD_SKIPPED,
 	INNER_MISS,
@@ -171,32 +165,6 @@ int xdp_adjust(struct xdp_md *ctx)
 	return XDP_TX;
 skip:
 	bump(ADJUST_SKIPPED);
-	return XDP_PASS;
-}
-
-SEC("xdp")
-int xdp_meta(struct xdp_md *ctx)
-{
-	__u32 len = ctx->data_end - ctx->data;
-	__u32 *meta;
-	void *data;
-
-	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(*meta)))
-		goto fail;
-	meta = (void *)(long)ctx->data_meta;
-	data = (void *)(long)ctx->data;
-	if ((void *)(meta + 1) > data)
-		goto fail;
-	*meta = len ^ 0xc0ffee00;
-	/* Read back through a fresh pointer. */
-	meta = (void *)(long)ctx->data_meta;
-	data = (void *)(long)ctx->data;
-	if ((void *)(meta + 1) > data || *meta != (len ^ 0xc0ffee00))
-		goto fail;
-	bump(META_OK);
-	return XDP_PASS;
-fail:
-	bump(META_FAILED);
 	return XDP_PASS;
 }
 

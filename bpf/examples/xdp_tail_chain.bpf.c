@@ -3,13 +3,19 @@
 // the host fills: index 0 `xdp_stage_parse`, index 1 `xdp_stage_verdict`,
 // index 2 `xdp_self_loop` (for the depth limit).
 //
-//   xdp_entry          counts, tail-calls index 0;
-//   xdp_stage_parse    counts, parses Ethernet + IPv4 and passes what it
-//                      found to the next stage in 8 bytes of XDP metadata
-//                      (struct verdict_meta), tail-calls index 1;
-//   xdp_stage_verdict  counts, reads and removes the metadata, and decides:
+//   xdp_entry          counts, clears this CPU's `chain_state` (so what an
+//                      earlier packet's broken chain left there never
+//                      reaches this one), tail-calls index 0;
+//   xdp_stage_parse    counts, parses Ethernet + IPv4 and hands what it
+//                      found to the next stage in this CPU's `chain_state`
+//                      (struct chain_state), tail-calls index 1;
+//   xdp_stage_verdict  counts, takes the state (clearing it), and decides:
 //                      XDP_DROP for IPv4 with a TTL below 5, XDP_PASS for
 //                      anything else.
+// Tail calls run on the CPU the chain started on, so a per-CPU slot is
+// private to the packet in flight: the usual way to carry state along a
+// chain, which works on every kernel (XDP metadata would need
+// bpf_xdp_adjust_meta, which some kernel builds do not offer to XDP).
 // A caller whose tail call fails (an empty slot) counts a miss and returns
 // XDP_ABORTED. `xdp_self_loop` tail-calls index 2 until the kernel refuses:
 // with itself at index 2 it runs 34 times per packet (the first run and 33
@@ -21,7 +27,8 @@
 //               runs, [2] xdp_stage_verdict runs, [3] failed tail calls
 //               (misses), [4] xdp_self_loop runs, [5] packets dropped for
 //               their TTL, [6] packets passed by the verdict, [7] packets
-//               that reached the verdict without the parse stage's metadata.
+//               that reached the verdict without the parse stage's state.
+//   chain_state PERCPU_ARRAY 1 x struct chain_state: the state in flight.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -30,7 +37,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 #define ETH_P_IP 0x0800
 #define MIN_TTL 5
-#define META_MAGIC 0xb7f0
+#define STATE_MAGIC 0xb7f0
 
 enum {
 	HIT_ENTRY,
@@ -58,13 +65,27 @@ struct {
 	__type(value, __u64);
 } stage_hits SEC(".maps");
 
-/* What the parse stage tells the verdict stage, in the XDP metadata. */
-struct verdict_meta {
+/* What the parse stage tells the verdict stage. */
+struct chain_state {
 	__u16 magic;
 	__u8 is_ipv4;
 	__u8 ttl;
 	__u32 pad;
 };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct chain_state);
+} chain_state SEC(".maps");
+
+static __always_inline struct chain_state *state(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&chain_state, &zero);
+}
 
 static __always_inline void hit(__u32 key)
 {
@@ -77,7 +98,11 @@ static __always_inline void hit(__u32 key)
 SEC("xdp")
 int xdp_entry(struct xdp_md *ctx)
 {
+	struct chain_state *st = state();
+
 	hit(HIT_ENTRY);
+	if (st)
+		__builtin_memset(st, 0, sizeof(*st));
 	bpf_tail_call(ctx, &jmp_table, 0);
 	hit(HIT_MISS);
 	return XDP_ABORTED;
@@ -86,8 +111,8 @@ int xdp_entry(struct xdp_md *ctx)
 SEC("xdp")
 int xdp_stage_parse(struct xdp_md *ctx)
 {
-	struct verdict_meta found = { .magic = META_MAGIC };
-	struct verdict_meta *meta;
+	struct chain_state found = { .magic = STATE_MAGIC };
+	struct chain_state *st = state();
 	struct ethhdr *eth;
 	struct iphdr *ip;
 	void *data, *data_end;
@@ -102,11 +127,8 @@ int xdp_stage_parse(struct xdp_md *ctx)
 		found.is_ipv4 = 1;
 		found.ttl = ip->ttl;
 	}
-	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(*meta)) == 0) {
-		meta = (void *)(long)ctx->data_meta;
-		if ((void *)(meta + 1) <= (void *)(long)ctx->data)
-			*meta = found;
-	}
+	if (st)
+		*st = found;
 	bpf_tail_call(ctx, &jmp_table, 1);
 	hit(HIT_MISS);
 	return XDP_ABORTED;
@@ -115,13 +137,13 @@ int xdp_stage_parse(struct xdp_md *ctx)
 SEC("xdp")
 int xdp_stage_verdict(struct xdp_md *ctx)
 {
-	struct verdict_meta *meta = (void *)(long)ctx->data_meta;
-	struct verdict_meta found = {};
+	struct chain_state *st = state();
+	struct chain_state found = {};
 
 	hit(HIT_VERDICT);
-	if ((void *)(meta + 1) <= (void *)(long)ctx->data && meta->magic == META_MAGIC) {
-		found = *meta;
-		bpf_xdp_adjust_meta(ctx, sizeof(*meta));
+	if (st && st->magic == STATE_MAGIC) {
+		found = *st;
+		__builtin_memset(st, 0, sizeof(*st));
 	} else {
 		hit(HIT_NO_META);
 	}
