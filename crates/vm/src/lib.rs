@@ -24,6 +24,8 @@ mod error;
 pub mod helpers;
 pub mod instance;
 mod interp;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub mod jit;
 pub mod maps;
 pub mod memory;
 mod program;
@@ -33,4 +35,6 @@ pub use error::{LoadError, VmError};
 pub use helpers::{HelperContext, HelperError, Helpers};
 pub use instance::{Instance, InstanceError, PacketRun, RunError};
 pub use interp::{Entry, Interpreter, Outcome, DEFAULT_BUDGET};
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub use jit::Jit;
 pub use program::{Program, FRAME_SIZE, FUNC_TAG, MAX_FRAMES};

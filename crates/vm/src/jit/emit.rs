@@ -1,0 +1,1063 @@
+//! Code generation: one pass over the pre-decoded ops, then the cold stubs
+//! (error exits, counted jump edges, trampoline result handling) after them.
+//!
+//! Register use:
+//! - eBPF r0-r10 live in rax, rdi, rsi, rdx, rcx, r8, rbx, r13, r14, r15,
+//!   rbp (as in the kernel's JIT, so r10 is rbp and frame accesses are
+//!   `[rbp + off]`);
+//! - r12 holds the run context ([`super::Ctx`]), r9 the interpreter's
+//!   instruction count (`count`), r10 and r11 are scratch.
+//!
+//! Native frames mirror eBPF frames: a bpf-to-bpf call is a native `call`
+//! with r6-r9 pushed before it, `exit` in a subprogram is `ret`. Body code
+//! always runs with rsp = 8 (mod 16), as right after a call, so calls into
+//! Rust made one level down are aligned.
+
+// dynasm's macros pass dynamic register operands through `.into()`.
+#![allow(clippy::useless_conversion)]
+
+use super::{ctx_off, Ctx, TEntry, ST_BUDGET, ST_DEPTH, ST_OOB, ST_STOP, TR_LOOP};
+use crate::program::{Kind, Op, FRAME_SIZE};
+use dynasmrt::x64::X64Relocation;
+use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
+
+type Asm = VecAssembler<X64Relocation>;
+
+const RAX: u8 = 0;
+const RCX: u8 = 1;
+const RDX: u8 = 2;
+const RBX: u8 = 3;
+const RBP: u8 = 5;
+const RSI: u8 = 6;
+const RDI: u8 = 7;
+const R8: u8 = 8;
+const R13: u8 = 13;
+const R14: u8 = 14;
+const R15: u8 = 15;
+
+/// x86-64 register of each eBPF register.
+const MAP: [u8; 11] = [RAX, RDI, RSI, RDX, RCX, R8, RBX, R13, R14, R15, RBP];
+
+const FRAME: i32 = FRAME_SIZE as i32;
+
+macro_rules! asm {
+    ($a:expr; $($t:tt)*) => {
+        dynasm!($a ; .arch x64 ; $($t)*)
+    };
+}
+
+/// Offsets of the context fields the code reads and writes.
+const REGS: i32 = ctx_off::REGS;
+const COUNT: i32 = ctx_off::COUNT;
+const BUDGET: i32 = ctx_off::BUDGET;
+const STACK_TOP: i32 = ctx_off::STACK_TOP;
+const STACK_LIMIT: i32 = ctx_off::STACK_LIMIT;
+const STACK_LAST: i32 = ctx_off::STACK_LAST;
+const MIN_FP: i32 = ctx_off::MIN_FP;
+const RD: i32 = ctx_off::RD;
+const RD_END: i32 = ctx_off::RD_END;
+const WR: i32 = ctx_off::WR;
+const WR_END: i32 = ctx_off::WR_END;
+const PKT_ADDR: i32 = ctx_off::PKT_ADDR;
+const PKT_LEN: i32 = ctx_off::PKT_LEN;
+const SCRATCH: i32 = ctx_off::SCRATCH;
+const SAVED_RSP: i32 = ctx_off::SAVED_RSP;
+const ERR_PC: i32 = ctx_off::ERR_PC;
+const ERR_ADDR: i32 = ctx_off::ERR_ADDR;
+const ERR_SIZE: i32 = ctx_off::ERR_SIZE;
+const ERR_WRITE: i32 = ctx_off::ERR_WRITE;
+const L_TARGET: i32 = ctx_off::L_TARGET;
+const L_ENTRY: i32 = ctx_off::L_ENTRY;
+const L_CTX: i32 = ctx_off::L_CTX;
+const L_ITERS: i32 = ctx_off::L_ITERS;
+const L_RET: i32 = ctx_off::L_RET;
+
+const TENTRY: i32 = std::mem::size_of::<TEntry>() as i32;
+const _: () = assert!(std::mem::size_of::<TEntry>() == 64);
+const _: () = assert!(std::mem::offset_of!(Ctx, regs) == 0);
+
+/// The code of one program and where each op's code starts.
+pub(super) struct Compiled {
+    pub code: Vec<u8>,
+    /// Offset of the code of op `i` (slot index); the entry point is 0.
+    pub offsets: Vec<u32>,
+}
+
+/// Condition codes of the conditional jumps.
+#[derive(Clone, Copy)]
+enum Cc {
+    E,
+    Ne,
+    A,
+    Ae,
+    B,
+    Be,
+    G,
+    Ge,
+    L,
+    Le,
+}
+
+/// Out-of-line code, emitted after the body.
+enum Cold {
+    /// A taken jump that moves the count: add, budget check, then jump.
+    Edge {
+        label: DynamicLabel,
+        delta: i32,
+        pc: usize,
+        target: usize,
+    },
+    Budget {
+        label: DynamicLabel,
+        pc: usize,
+    },
+    Depth {
+        label: DynamicLabel,
+        pc: usize,
+    },
+    Oob {
+        label: DynamicLabel,
+        pc: usize,
+        k: usize,
+        write: bool,
+    },
+    /// A helper trampoline that did not simply return: stop or run a loop.
+    HelperResult {
+        label: DynamicLabel,
+        resume: DynamicLabel,
+    },
+    /// An inline atomic add whose fast path failed: the trampoline names
+    /// the fault (or performs the access).
+    AtomicSlow {
+        label: DynamicLabel,
+        pc: usize,
+        resume: DynamicLabel,
+    },
+    /// LD_ABS/LD_IND outside the packet: the program ends with r0 = 0.
+    PacketMiss {
+        label: DynamicLabel,
+        delta: i32,
+    },
+}
+
+struct Emitter<'a> {
+    a: Asm,
+    ops: &'a [Op],
+    labels: Vec<DynamicLabel>,
+    cold: Vec<Cold>,
+    /// Bounds-check routines by [write][log2 size].
+    check: [[DynamicLabel; 4]; 2],
+    /// Out-of-bounds exits by [write][log2 size].
+    oob: [[DynamicLabel; 4]; 2],
+}
+
+fn log2(size: usize) -> usize {
+    size.trailing_zeros() as usize
+}
+
+/// Addresses of the Rust functions the code calls:
+/// `extern "C" fn(*mut Ctx, pc: u64) -> u64`.
+pub(super) struct Tramps {
+    pub helper: usize,
+    pub atomic: usize,
+}
+
+pub(super) fn compile(ops: &[Op], tramps: &Tramps) -> Compiled {
+    let mut a = Asm::new(0);
+    let labels = (0..ops.len()).map(|_| a.new_dynamic_label()).collect();
+    let new4 = |a: &mut Asm| {
+        [
+            a.new_dynamic_label(),
+            a.new_dynamic_label(),
+            a.new_dynamic_label(),
+            a.new_dynamic_label(),
+        ]
+    };
+    let check = [new4(&mut a), new4(&mut a)];
+    let oob = [new4(&mut a), new4(&mut a)];
+    let mut e = Emitter {
+        a,
+        ops,
+        labels,
+        cold: Vec::new(),
+        check,
+        oob,
+    };
+    e.prologue();
+    let mut offsets = vec![0u32; ops.len()];
+    for (pc, off) in offsets.iter_mut().enumerate() {
+        let l = e.labels[pc];
+        asm!(e.a; =>l);
+        *off = e.a.offset().0 as u32;
+        e.op(pc);
+    }
+    e.cold();
+    e.shared(tramps);
+    let code = e.a.finalize().expect("every label the JIT uses is defined");
+    Compiled { code, offsets }
+}
+
+impl Emitter<'_> {
+    fn label(&mut self) -> DynamicLabel {
+        self.a.new_dynamic_label()
+    }
+
+    /// `extern "sysv64" fn(*mut Ctx) -> u64`: saves the callee-saved
+    /// registers, loads the eBPF registers from the context, runs op 0.
+    fn prologue(&mut self) {
+        asm!(self.a
+            ; push rbx
+            ; push rbp
+            ; push r12
+            ; push r13
+            ; push r14
+            ; push r15
+            ; mov r12, rdi
+            ; mov [r12 + SAVED_RSP], rsp
+            ; mov rbp, [r12 + REGS + 80]
+            ; mov r9, [r12 + COUNT]
+        );
+        self.reload();
+    }
+
+    /// Stores eBPF r0-r10 and the count into the context.
+    fn spill(&mut self) {
+        for (i, &r) in MAP.iter().enumerate() {
+            asm!(self.a; mov [r12 + REGS + 8 * i as i32], Rq(r));
+        }
+        asm!(self.a; mov [r12 + COUNT], r9);
+    }
+
+    /// Loads eBPF r0-r9 and the count from the context (r10 never changes
+    /// in Rust, and rbp is callee-saved).
+    fn reload(&mut self) {
+        for (i, &r) in MAP.iter().enumerate().take(10) {
+            asm!(self.a; mov Rq(r), [r12 + REGS + 8 * i as i32]);
+        }
+        asm!(self.a; mov r9, [r12 + COUNT]);
+    }
+
+    fn jcc(&mut self, cc: Cc, l: DynamicLabel) {
+        match cc {
+            Cc::E => asm!(self.a; je =>l),
+            Cc::Ne => asm!(self.a; jne =>l),
+            Cc::A => asm!(self.a; ja =>l),
+            Cc::Ae => asm!(self.a; jae =>l),
+            Cc::B => asm!(self.a; jb =>l),
+            Cc::Be => asm!(self.a; jbe =>l),
+            Cc::G => asm!(self.a; jg =>l),
+            Cc::Ge => asm!(self.a; jge =>l),
+            Cc::L => asm!(self.a; jl =>l),
+            Cc::Le => asm!(self.a; jle =>l),
+        }
+    }
+
+    fn budget_stub(&mut self, pc: usize) -> DynamicLabel {
+        let label = self.label();
+        self.cold.push(Cold::Budget { label, pc });
+        label
+    }
+
+    fn oob_stub(&mut self, pc: usize, size: usize, write: bool) -> DynamicLabel {
+        let label = self.label();
+        self.cold.push(Cold::Oob {
+            label,
+            pc,
+            k: log2(size),
+            write,
+        });
+        label
+    }
+
+    /// r10 = address; calls the bounds check of `size` bytes and leaves to
+    /// the out-of-bounds exit of `pc` when no region holds them.
+    fn checked(&mut self, base: u8, off: i32, size: usize, write: bool, pc: usize) {
+        let check = self.check[write as usize][log2(size)];
+        let fail = self.oob_stub(pc, size, write);
+        asm!(self.a
+            ; lea r10, [Rq(base) + off]
+            ; call =>check
+            ; jne =>fail
+        );
+    }
+
+    fn op(&mut self, pc: usize) {
+        use Kind::*;
+        let op = self.ops[pc];
+        let d = MAP[op.dst as usize % 11];
+        let s = MAP[op.src as usize % 11];
+        // ALU immediates: the low 32 bits; the 64-bit forms sign-extend them,
+        // as x86 does with imm32.
+        let i = op.imm as i32;
+        let off = op.aux;
+        match op.kind {
+            Add64I => asm!(self.a; add Rq(d), i),
+            Sub64I => asm!(self.a; sub Rq(d), i),
+            Mul64I => asm!(self.a; imul Rq(d), Rq(d), i),
+            Div64I => self.divmod(d, None, i, true, false, false),
+            SDiv64I => self.divmod(d, None, i, true, true, false),
+            Mod64I => self.divmod(d, None, i, true, false, true),
+            SMod64I => self.divmod(d, None, i, true, true, true),
+            Or64I => asm!(self.a; or Rq(d), i),
+            And64I => asm!(self.a; and Rq(d), i),
+            Xor64I => asm!(self.a; xor Rq(d), i),
+            Mov64I => asm!(self.a; mov Rq(d), i),
+            Lsh64I => self.shift_imm(Shift::Shl, d, i, true),
+            Rsh64I => self.shift_imm(Shift::Shr, d, i, true),
+            Arsh64I => self.shift_imm(Shift::Sar, d, i, true),
+            Add64R => asm!(self.a; add Rq(d), Rq(s)),
+            Sub64R => asm!(self.a; sub Rq(d), Rq(s)),
+            Mul64R => asm!(self.a; imul Rq(d), Rq(s)),
+            Div64R => self.divmod(d, Some(s), 0, true, false, false),
+            SDiv64R => self.divmod(d, Some(s), 0, true, true, false),
+            Mod64R => self.divmod(d, Some(s), 0, true, false, true),
+            SMod64R => self.divmod(d, Some(s), 0, true, true, true),
+            Or64R => asm!(self.a; or Rq(d), Rq(s)),
+            And64R => asm!(self.a; and Rq(d), Rq(s)),
+            Xor64R => asm!(self.a; xor Rq(d), Rq(s)),
+            Mov64R => {
+                if d != s {
+                    asm!(self.a; mov Rq(d), Rq(s))
+                }
+            }
+            Lsh64R => self.shift_reg(Shift::Shl, d, s, true),
+            Rsh64R => self.shift_reg(Shift::Shr, d, s, true),
+            Arsh64R => self.shift_reg(Shift::Sar, d, s, true),
+            MovSx8_64 => asm!(self.a; movsx Rq(d), Rb(s)),
+            MovSx16_64 => asm!(self.a; movsx Rq(d), Rw(s)),
+            MovSx32_64 => asm!(self.a; movsxd Rq(d), Rd(s)),
+            Add32I => asm!(self.a; add Rd(d), i),
+            Sub32I => asm!(self.a; sub Rd(d), i),
+            Mul32I => asm!(self.a; imul Rd(d), Rd(d), i),
+            Div32I => self.divmod(d, None, i, false, false, false),
+            SDiv32I => self.divmod(d, None, i, false, true, false),
+            Mod32I => self.divmod(d, None, i, false, false, true),
+            SMod32I => self.divmod(d, None, i, false, true, true),
+            Or32I => asm!(self.a; or Rd(d), i),
+            And32I => asm!(self.a; and Rd(d), i),
+            Xor32I => asm!(self.a; xor Rd(d), i),
+            Mov32I => asm!(self.a; mov Rd(d), i),
+            Lsh32I => self.shift_imm(Shift::Shl, d, i, false),
+            Rsh32I => self.shift_imm(Shift::Shr, d, i, false),
+            Arsh32I => self.shift_imm(Shift::Sar, d, i, false),
+            Add32R => asm!(self.a; add Rd(d), Rd(s)),
+            Sub32R => asm!(self.a; sub Rd(d), Rd(s)),
+            Mul32R => asm!(self.a; imul Rd(d), Rd(s)),
+            Div32R => self.divmod(d, Some(s), 0, false, false, false),
+            SDiv32R => self.divmod(d, Some(s), 0, false, true, false),
+            Mod32R => self.divmod(d, Some(s), 0, false, false, true),
+            SMod32R => self.divmod(d, Some(s), 0, false, true, true),
+            Or32R => asm!(self.a; or Rd(d), Rd(s)),
+            And32R => asm!(self.a; and Rd(d), Rd(s)),
+            Xor32R => asm!(self.a; xor Rd(d), Rd(s)),
+            // A 32-bit move zero-extends, also onto itself.
+            Mov32R => asm!(self.a; mov Rd(d), Rd(s)),
+            Lsh32R => self.shift_reg(Shift::Shl, d, s, false),
+            Rsh32R => self.shift_reg(Shift::Shr, d, s, false),
+            Arsh32R => self.shift_reg(Shift::Sar, d, s, false),
+            MovSx8_32 => asm!(self.a; movsx Rd(d), Rb(s)),
+            MovSx16_32 => asm!(self.a; movsx Rd(d), Rw(s)),
+            Neg64 => asm!(self.a; neg Rq(d)),
+            Neg32 => asm!(self.a; neg Rd(d)),
+            Le16 => asm!(self.a; movzx Rd(d), Rw(d)),
+            Le32 => asm!(self.a; mov Rd(d), Rd(d)),
+            Be16 => asm!(self.a; rol Rw(d), 8; movzx Rd(d), Rw(d)),
+            Be32 => asm!(self.a; bswap Rd(d)),
+            Be64 => asm!(self.a; bswap Rq(d)),
+            Nop => {}
+            LdImm64 => asm!(self.a; mov Rq(d), QWORD op.imm as i64),
+            LdAbsB | LdAbsH | LdAbsW | LdIndB | LdIndH | LdIndW => self.packet_load(pc, &op),
+            LdxB => {
+                self.checked(s, off, 1, false, pc);
+                asm!(self.a; movzx Rd(d), BYTE [r10]);
+            }
+            LdxH => {
+                self.checked(s, off, 2, false, pc);
+                asm!(self.a; movzx Rd(d), WORD [r10]);
+            }
+            LdxW => {
+                self.checked(s, off, 4, false, pc);
+                asm!(self.a; mov Rd(d), DWORD [r10]);
+            }
+            LdxDW => {
+                self.checked(s, off, 8, false, pc);
+                asm!(self.a; mov Rq(d), QWORD [r10]);
+            }
+            LdxSB => {
+                self.checked(s, off, 1, false, pc);
+                asm!(self.a; movsx Rq(d), BYTE [r10]);
+            }
+            LdxSH => {
+                self.checked(s, off, 2, false, pc);
+                asm!(self.a; movsx Rq(d), WORD [r10]);
+            }
+            LdxSW => {
+                self.checked(s, off, 4, false, pc);
+                asm!(self.a; movsxd Rq(d), DWORD [r10]);
+            }
+            StB => {
+                self.checked(d, off, 1, true, pc);
+                asm!(self.a; mov BYTE [r10], i as i8);
+            }
+            StH => {
+                self.checked(d, off, 2, true, pc);
+                asm!(self.a; mov WORD [r10], i as i16);
+            }
+            StW => {
+                self.checked(d, off, 4, true, pc);
+                asm!(self.a; mov DWORD [r10], i);
+            }
+            StDW => {
+                self.checked(d, off, 8, true, pc);
+                asm!(self.a; mov QWORD [r10], i);
+            }
+            StxB => {
+                self.checked(d, off, 1, true, pc);
+                asm!(self.a; mov BYTE [r10], Rb(s));
+            }
+            StxH => {
+                self.checked(d, off, 2, true, pc);
+                asm!(self.a; mov WORD [r10], Rw(s));
+            }
+            StxW => {
+                self.checked(d, off, 4, true, pc);
+                asm!(self.a; mov DWORD [r10], Rd(s));
+            }
+            StxDW => {
+                self.checked(d, off, 8, true, pc);
+                asm!(self.a; mov QWORD [r10], Rq(s));
+            }
+            // Proved in-frame at decode time: rbp is the frame's top.
+            FpLdxB => asm!(self.a; movzx Rd(d), BYTE [rbp + off]),
+            FpLdxH => asm!(self.a; movzx Rd(d), WORD [rbp + off]),
+            FpLdxW => asm!(self.a; mov Rd(d), DWORD [rbp + off]),
+            FpLdxDW => asm!(self.a; mov Rq(d), QWORD [rbp + off]),
+            FpLdxSB => asm!(self.a; movsx Rq(d), BYTE [rbp + off]),
+            FpLdxSH => asm!(self.a; movsx Rq(d), WORD [rbp + off]),
+            FpLdxSW => asm!(self.a; movsxd Rq(d), DWORD [rbp + off]),
+            FpStB => asm!(self.a; mov BYTE [rbp + off], i as i8),
+            FpStH => asm!(self.a; mov WORD [rbp + off], i as i16),
+            FpStW => asm!(self.a; mov DWORD [rbp + off], i),
+            FpStDW => asm!(self.a; mov QWORD [rbp + off], i),
+            FpStxB => asm!(self.a; mov BYTE [rbp + off], Rb(s)),
+            FpStxH => asm!(self.a; mov WORD [rbp + off], Rw(s)),
+            FpStxW => asm!(self.a; mov DWORD [rbp + off], Rd(s)),
+            FpStxDW => asm!(self.a; mov QWORD [rbp + off], Rq(s)),
+            AtomicAdd64 => {
+                // Inline when aligned and in bounds, like the interpreter;
+                // otherwise the shared path reports the fault.
+                let slow = self.label();
+                let resume = self.label();
+                let check = self.check[1][3];
+                asm!(self.a
+                    ; lea r10, [Rq(d) + off]
+                    ; test r10b, 7
+                    ; jnz =>slow
+                    ; call =>check
+                    ; jne =>slow
+                    ; lock add QWORD [r10], Rq(s)
+                    ; =>resume
+                );
+                self.cold.push(Cold::AtomicSlow {
+                    label: slow,
+                    pc,
+                    resume,
+                });
+            }
+            Atomic32 | Atomic64 | AtomicLoadB | AtomicLoadH | AtomicLoadW | AtomicLoadDW
+            | AtomicStoreB | AtomicStoreH | AtomicStoreW | AtomicStoreDW => {
+                asm!(self.a
+                    ; mov r10d, pc as i32
+                    ; call ->atomic_stub
+                    ; test r10, r10
+                    ; jnz ->stop
+                );
+            }
+            Ja => self.edge(pc, &op, None),
+            Call | CallReg => {
+                let label = self.label();
+                let resume = self.label();
+                asm!(self.a
+                    ; mov r10d, pc as i32
+                    ; call ->helper_stub
+                    ; test r10, r10
+                    ; jnz =>label
+                    ; =>resume
+                );
+                self.cold.push(Cold::HelperResult { label, resume });
+            }
+            CallLocal => {
+                let depth = self.label();
+                self.cold.push(Cold::Depth { label: depth, pc });
+                let budget = self.budget_stub(pc);
+                let target = self.labels[op.aux as usize];
+                asm!(self.a
+                    ; cmp rbp, [r12 + STACK_LIMIT]
+                    ; jbe =>depth
+                    ; add r9, op.hi()
+                    ; cmp r9, [r12 + BUDGET]
+                    ; jge =>budget
+                    // r6-r9 of the caller, and 8 bytes to keep rsp = 8 (mod 16)
+                    // in the callee.
+                    ; sub rsp, 8
+                    ; push rbx
+                    ; push r13
+                    ; push r14
+                    ; push r15
+                    ; sub rbp, FRAME
+                    ; cmp rbp, [r12 + MIN_FP]
+                    ; jae >seen
+                    ; mov [r12 + MIN_FP], rbp
+                    ; seen:
+                    ; call =>target
+                    ; add rbp, FRAME
+                    ; pop r15
+                    ; pop r14
+                    ; pop r13
+                    ; pop rbx
+                    ; add rsp, 8
+                    ; sub r9, op.lo()
+                );
+            }
+            Exit => {
+                // Returns to the caller's frame, or ends the run at depth 0;
+                // r10 names this exit for a bpf_loop budget check.
+                asm!(self.a
+                    ; add r9, op.imm as i32
+                    ; cmp rbp, [r12 + STACK_TOP]
+                    ; je ->exit_ok
+                    ; mov r10d, pc as i32
+                    ; ret
+                );
+            }
+            Unreachable => {
+                // LDDW second slots fall through to nothing; the sentinel
+                // after the program is never reached.
+                if pc + 1 == self.ops.len() {
+                    asm!(self.a; ud2);
+                }
+            }
+            k => {
+                let (cc, w64, reg) = jump_info(k).expect("every other kind is a jump");
+                let lo = op.lo();
+                match (w64, reg, cc) {
+                    (true, false, None) => asm!(self.a; test Rq(d), lo),
+                    (true, true, None) => asm!(self.a; test Rq(d), Rq(s)),
+                    (false, false, None) => asm!(self.a; test Rd(d), lo),
+                    (false, true, None) => asm!(self.a; test Rd(d), Rd(s)),
+                    (true, false, Some(_)) => asm!(self.a; cmp Rq(d), lo),
+                    (true, true, Some(_)) => asm!(self.a; cmp Rq(d), Rq(s)),
+                    (false, false, Some(_)) => asm!(self.a; cmp Rd(d), lo),
+                    (false, true, Some(_)) => asm!(self.a; cmp Rd(d), Rd(s)),
+                }
+                self.edge(pc, &op, Some(cc.unwrap_or(Cc::Ne)));
+            }
+        }
+    }
+
+    /// A jump taken (always, or on `cc`): adds the count delta, checks the
+    /// budget when the target is not ahead, as the interpreter does.
+    fn edge(&mut self, pc: usize, op: &Op, cc: Option<Cc>) {
+        let target = op.aux as usize;
+        let delta = op.hi();
+        let tl = self.labels[target];
+        match cc {
+            None => {
+                if delta != 0 {
+                    asm!(self.a; add r9, delta);
+                }
+                if delta > 0 {
+                    let b = self.budget_stub(pc);
+                    asm!(self.a
+                        ; cmp r9, [r12 + BUDGET]
+                        ; jge =>b
+                    );
+                }
+                asm!(self.a; jmp =>tl);
+            }
+            Some(cc) if delta == 0 => self.jcc(cc, tl),
+            Some(cc) => {
+                let label = self.label();
+                self.cold.push(Cold::Edge {
+                    label,
+                    delta,
+                    pc,
+                    target,
+                });
+                self.jcc(cc, label);
+            }
+        }
+    }
+
+    /// Division and modulo with the interpreter's semantics: by 0 the
+    /// quotient is 0 and the remainder the dividend, signed INT_MIN / -1
+    /// wraps (x86 would fault), 32-bit forms zero-extend.
+    fn divmod(&mut self, d: u8, src: Option<u8>, imm: i32, w64: bool, signed: bool, modulo: bool) {
+        let neg_one = |v: i32| signed && v == -1;
+        match src {
+            None if imm == 0 => {
+                self.div_by_zero(d, w64, modulo);
+                return;
+            }
+            None if neg_one(imm) => {
+                self.div_by_minus_one(d, w64, modulo);
+                return;
+            }
+            None => {
+                if w64 {
+                    asm!(self.a; mov r11, imm);
+                } else {
+                    asm!(self.a; mov r11d, imm);
+                }
+            }
+            Some(s) => {
+                if w64 {
+                    asm!(self.a
+                        ; mov r11, Rq(s)
+                        ; test r11, r11
+                        ; jz >zero
+                    );
+                    if signed {
+                        asm!(self.a; cmp r11, -1; je >minus_one);
+                    }
+                } else {
+                    asm!(self.a
+                        ; mov r11d, Rd(s)
+                        ; test r11d, r11d
+                        ; jz >zero
+                    );
+                    if signed {
+                        asm!(self.a; cmp r11d, -1; je >minus_one);
+                    }
+                }
+            }
+        }
+        // rdx:rax is the dividend; keep r0 and r3 unless they are the result.
+        if d != RAX {
+            asm!(self.a; mov r10, rax; mov rax, Rq(d));
+        }
+        if d != RDX {
+            asm!(self.a; mov [r12 + SCRATCH], rdx);
+        }
+        match (w64, signed) {
+            (true, false) => asm!(self.a; xor edx, edx; div r11),
+            (true, true) => asm!(self.a; cqo; idiv r11),
+            (false, false) => asm!(self.a; xor edx, edx; div r11d),
+            (false, true) => asm!(self.a; cdq; idiv r11d),
+        }
+        let res = if modulo { RDX } else { RAX };
+        if d != res {
+            asm!(self.a; mov Rq(d), Rq(res));
+        }
+        if d != RAX {
+            asm!(self.a; mov rax, r10);
+        }
+        if d != RDX {
+            asm!(self.a; mov rdx, [r12 + SCRATCH]);
+        }
+        if src.is_some() {
+            asm!(self.a; jmp >done; zero:);
+            self.div_by_zero(d, w64, modulo);
+            if signed {
+                asm!(self.a; jmp >done; minus_one:);
+                self.div_by_minus_one(d, w64, modulo);
+            }
+            asm!(self.a; done:);
+        }
+    }
+
+    fn div_by_zero(&mut self, d: u8, w64: bool, modulo: bool) {
+        match (modulo, w64) {
+            (false, _) => asm!(self.a; xor Rd(d), Rd(d)),
+            (true, true) => {}
+            (true, false) => asm!(self.a; mov Rd(d), Rd(d)),
+        }
+    }
+
+    fn div_by_minus_one(&mut self, d: u8, w64: bool, modulo: bool) {
+        match (modulo, w64) {
+            (false, true) => asm!(self.a; neg Rq(d)),
+            (false, false) => asm!(self.a; neg Rd(d)),
+            (true, _) => asm!(self.a; xor Rd(d), Rd(d)),
+        }
+    }
+
+    /// Shifts by an immediate, masked to the width as the interpreter's
+    /// wrapping shifts are.
+    fn shift_imm(&mut self, sh: Shift, d: u8, imm: i32, w64: bool) {
+        let n = (imm as u32 & if w64 { 63 } else { 31 }) as i8;
+        if n == 0 {
+            if !w64 {
+                asm!(self.a; mov Rd(d), Rd(d));
+            }
+            return;
+        }
+        match (sh, w64) {
+            (Shift::Shl, true) => asm!(self.a; shl Rq(d), n),
+            (Shift::Shr, true) => asm!(self.a; shr Rq(d), n),
+            (Shift::Sar, true) => asm!(self.a; sar Rq(d), n),
+            (Shift::Shl, false) => asm!(self.a; shl Rd(d), n),
+            (Shift::Shr, false) => asm!(self.a; shr Rd(d), n),
+            (Shift::Sar, false) => asm!(self.a; sar Rd(d), n),
+        }
+    }
+
+    /// Shifts by a register: x86 masks the count in cl to 5 or 6 bits, the
+    /// same masking as the interpreter's. The value is shifted in r11 (a
+    /// 32-bit copy, zero-extended, so a shift by 0 still clears the upper
+    /// half) with r4's rcx saved around it.
+    fn shift_reg(&mut self, sh: Shift, d: u8, s: u8, w64: bool) {
+        if w64 {
+            asm!(self.a; mov r11, Rq(d));
+        } else {
+            asm!(self.a; mov r11d, Rd(d));
+        }
+        if s != RCX {
+            asm!(self.a; mov r10, rcx; mov rcx, Rq(s));
+        }
+        match (sh, w64) {
+            (Shift::Shl, true) => asm!(self.a; shl r11, cl),
+            (Shift::Shr, true) => asm!(self.a; shr r11, cl),
+            (Shift::Sar, true) => asm!(self.a; sar r11, cl),
+            (Shift::Shl, false) => asm!(self.a; shl r11d, cl),
+            (Shift::Shr, false) => asm!(self.a; shr r11d, cl),
+            (Shift::Sar, false) => asm!(self.a; sar r11d, cl),
+        }
+        if s != RCX {
+            asm!(self.a; mov rcx, r10);
+        }
+        asm!(self.a; mov Rq(d), r11);
+    }
+
+    /// LD_ABS / LD_IND: a big-endian load from the packet into r0; outside
+    /// the packet the program ends with r0 = 0.
+    fn packet_load(&mut self, pc: usize, op: &Op) {
+        use Kind::*;
+        let size: usize = match op.kind {
+            LdAbsB | LdIndB => 1,
+            LdAbsH | LdIndH => 2,
+            _ => 4,
+        };
+        let miss = self.label();
+        self.cold.push(Cold::PacketMiss {
+            label: miss,
+            delta: op.hi(),
+        });
+        if matches!(op.kind, LdIndB | LdIndH | LdIndW) {
+            let s = MAP[op.src as usize % 11];
+            asm!(self.a
+                ; movsxd r10, Rd(s)
+                ; add r10, op.lo()
+            );
+        } else {
+            asm!(self.a; mov r10, op.lo());
+        }
+        let check = self.check[0][log2(size)];
+        let fail = self.oob_stub(pc, size, false);
+        asm!(self.a
+            ; test r10, r10
+            ; js =>miss
+            ; lea r11, [r10 + size as i32]
+            ; cmp r11, [r12 + PKT_LEN]
+            ; ja =>miss
+            ; add r10, [r12 + PKT_ADDR]
+            ; call =>check
+            ; jne =>fail
+        );
+        match size {
+            1 => asm!(self.a; movzx eax, BYTE [r10]),
+            2 => asm!(self.a; movzx eax, WORD [r10]; rol ax, 8; movzx eax, ax),
+            _ => asm!(self.a; mov eax, DWORD [r10]; bswap eax),
+        }
+    }
+
+    fn cold(&mut self) {
+        for c in std::mem::take(&mut self.cold) {
+            match c {
+                Cold::Edge {
+                    label,
+                    delta,
+                    pc,
+                    target,
+                } => {
+                    let tl = self.labels[target];
+                    asm!(self.a; =>label; add r9, delta);
+                    if delta > 0 {
+                        let b = self.label();
+                        asm!(self.a
+                            ; cmp r9, [r12 + BUDGET]
+                            ; jge =>b
+                        );
+                        asm!(self.a; jmp =>tl; =>b; mov r11d, pc as i32; jmp ->budget_err);
+                    } else {
+                        asm!(self.a; jmp =>tl);
+                    }
+                }
+                Cold::Budget { label, pc } => {
+                    asm!(self.a; =>label; mov r11d, pc as i32; jmp ->budget_err);
+                }
+                Cold::Depth { label, pc } => {
+                    asm!(self.a; =>label; mov r11d, pc as i32; jmp ->depth_err);
+                }
+                Cold::Oob {
+                    label,
+                    pc,
+                    k,
+                    write,
+                } => {
+                    let h = self.oob[write as usize][k];
+                    asm!(self.a; =>label; mov r11d, pc as i32; jmp =>h);
+                }
+                Cold::HelperResult { label, resume } => {
+                    asm!(self.a
+                        ; =>label
+                        ; cmp r10, TR_LOOP as i32
+                        ; jne ->stop
+                        ; call ->loop_runner
+                        ; jmp =>resume
+                    );
+                }
+                Cold::AtomicSlow { label, pc, resume } => {
+                    asm!(self.a
+                        ; =>label
+                        ; mov r10d, pc as i32
+                        ; call ->atomic_stub
+                        ; test r10, r10
+                        ; jnz ->stop
+                        ; jmp =>resume
+                    );
+                }
+                Cold::PacketMiss { label, delta } => {
+                    asm!(self.a
+                        ; =>label
+                        ; add r9, delta
+                        ; xor eax, eax
+                        ; jmp ->exit_ok
+                    );
+                }
+            }
+        }
+    }
+
+    /// Code every program shares: exits, bounds checks, trampolines, the
+    /// bpf_loop driver.
+    fn shared(&mut self, tramps: &Tramps) {
+        asm!(self.a
+            ; ->exit_ok:
+            ; mov [r12 + REGS], rax
+            ; mov [r12 + COUNT], r9
+            ; xor eax, eax
+            ; ->leave:
+            ; mov rsp, [r12 + SAVED_RSP]
+            ; pop r15
+            ; pop r14
+            ; pop r13
+            ; pop r12
+            ; pop rbp
+            ; pop rbx
+            ; ret
+            ; ->stop:
+            ; mov eax, ST_STOP as i32
+            ; jmp ->leave
+            ; ->budget_err:
+            ; mov [r12 + ERR_PC], r11
+            ; mov eax, ST_BUDGET as i32
+            ; jmp ->leave
+            ; ->depth_err:
+            ; mov [r12 + ERR_PC], r11
+            ; mov eax, ST_DEPTH as i32
+            ; jmp ->leave
+        );
+        for w in 0..2 {
+            for k in 0..4 {
+                let h = self.oob[w][k];
+                asm!(self.a
+                    ; =>h
+                    ; mov [r12 + ERR_PC], r11
+                    ; mov [r12 + ERR_ADDR], r10
+                    ; mov QWORD [r12 + ERR_SIZE], 1 << k
+                    ; mov QWORD [r12 + ERR_WRITE], w as i32
+                    ; mov eax, ST_OOB as i32
+                    ; jmp ->leave
+                );
+            }
+        }
+        for w in 0..2 {
+            for k in 0..4 {
+                self.check_routine(w == 1, k);
+            }
+        }
+        asm!(self.a; ->helper_stub:);
+        self.tramp_stub(tramps.helper as i64);
+        asm!(self.a; ->atomic_stub:);
+        self.tramp_stub(tramps.atomic as i64);
+        self.loop_runner();
+    }
+
+    /// Whether r10 .. r10 + 2^k lies in one region (writable for `write`):
+    /// ZF set if so. The stack region is [rbp - FRAME_SIZE, stack top) (the
+    /// current frame and its callers', as the interpreter's region 0);
+    /// the others are scanned from the context's table, whose entries hold
+    /// the first and last valid address for each access size.
+    fn check_routine(&mut self, write: bool, k: usize) {
+        let l = self.check[write as usize][k];
+        let (tab, tab_end) = if write { (WR, WR_END) } else { (RD, RD_END) };
+        let first = 8 * k as i32;
+        let last = 32 + 8 * k as i32;
+        asm!(self.a
+            ; =>l
+            ; lea r11, [rbp - FRAME]
+            ; cmp r10, r11
+            ; jb >tables
+            ; cmp r10, [r12 + STACK_LAST + 8 * k as i32]
+            ; jbe >ok
+            ; tables:
+            ; mov r11, [r12 + tab]
+            ; scan:
+            ; cmp r11, [r12 + tab_end]
+            ; jae >fail
+            ; cmp r10, [r11 + first]
+            ; jb >next
+            ; cmp r10, [r11 + last]
+            ; jbe >ok
+            ; next:
+            ; add r11, TENTRY
+            ; jmp <scan
+            ; ok:
+            ; cmp r11, r11
+            ; ret
+            ; fail:
+            ; test r12, r12
+            ; ret
+        );
+    }
+
+    /// Calls `f(ctx, pc = r10) -> status` with the eBPF registers in the
+    /// context; returns the status in r10 with the registers reloaded.
+    fn tramp_stub(&mut self, f: i64) {
+        self.spill();
+        asm!(self.a
+            ; mov rdi, r12
+            ; mov rsi, r10
+            ; mov rax, QWORD f
+            ; call rax
+            ; mov r10, rax
+        );
+        self.reload();
+        asm!(self.a; ret);
+    }
+
+    /// Runs a bpf_loop the helper trampoline set up: the callback is called
+    /// in a new frame until it returns non-zero or the iterations are done;
+    /// r0 is then the number of calls. The trampoline already checked depth
+    /// and budget for the first call, set r1, r2 and the count.
+    fn loop_runner(&mut self) {
+        asm!(self.a
+            ; ->loop_runner:
+            ; push rbx
+            ; push r13
+            ; push r14
+            ; push r15
+            ; push QWORD [r12 + L_TARGET]
+            ; push QWORD [r12 + L_ENTRY]
+            ; push QWORD [r12 + L_CTX]
+            ; push QWORD [r12 + L_ITERS]
+            ; push QWORD [r12 + L_RET]
+            ; push 0
+            // [rsp]: calls done, +8: return index, +16: iterations,
+            // +24: ctx, +32: entry index, +40: callback.
+            ; sub rbp, FRAME
+            ; cmp rbp, [r12 + MIN_FP]
+            ; jae >again
+            ; mov [r12 + MIN_FP], rbp
+            ; again:
+            ; call QWORD [rsp + 40]
+            ; add QWORD [rsp], 1
+            ; test rax, rax
+            ; jnz >fin
+            ; mov r11, [rsp]
+            ; cmp r11, [rsp + 16]
+            ; jae >fin
+            ; sub r9, [rsp + 32]
+            ; cmp r9, [r12 + BUDGET]
+            ; jge >exhausted
+            ; mov rdi, [rsp]
+            ; mov rsi, [rsp + 24]
+            ; jmp <again
+            ; exhausted:
+            // The pc of the callback's exit.
+            ; mov r11, r10
+            ; jmp ->budget_err
+            ; fin:
+            ; mov rax, [rsp]
+            ; add rbp, FRAME
+            ; sub r9, [rsp + 8]
+            ; add rsp, 48
+            ; pop r15
+            ; pop r14
+            ; pop r13
+            ; pop rbx
+            ; ret
+        );
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Shift {
+    Shl,
+    Shr,
+    Sar,
+}
+
+/// (condition, or None for JSET; 64-bit; register operand) of a jump kind.
+fn jump_info(k: Kind) -> Option<(Option<Cc>, bool, bool)> {
+    use Kind::*;
+    let cc = |c| Some(c);
+    Some(match k {
+        Jeq64I => (cc(Cc::E), true, false),
+        Jgt64I => (cc(Cc::A), true, false),
+        Jge64I => (cc(Cc::Ae), true, false),
+        Jset64I => (None, true, false),
+        Jne64I => (cc(Cc::Ne), true, false),
+        Jsgt64I => (cc(Cc::G), true, false),
+        Jsge64I => (cc(Cc::Ge), true, false),
+        Jlt64I => (cc(Cc::B), true, false),
+        Jle64I => (cc(Cc::Be), true, false),
+        Jslt64I => (cc(Cc::L), true, false),
+        Jsle64I => (cc(Cc::Le), true, false),
+        Jeq64R => (cc(Cc::E), true, true),
+        Jgt64R => (cc(Cc::A), true, true),
+        Jge64R => (cc(Cc::Ae), true, true),
+        Jset64R => (None, true, true),
+        Jne64R => (cc(Cc::Ne), true, true),
+        Jsgt64R => (cc(Cc::G), true, true),
+        Jsge64R => (cc(Cc::Ge), true, true),
+        Jlt64R => (cc(Cc::B), true, true),
+        Jle64R => (cc(Cc::Be), true, true),
+        Jslt64R => (cc(Cc::L), true, true),
+        Jsle64R => (cc(Cc::Le), true, true),
+        Jeq32I => (cc(Cc::E), false, false),
+        Jgt32I => (cc(Cc::A), false, false),
+        Jge32I => (cc(Cc::Ae), false, false),
+        Jset32I => (None, false, false),
+        Jne32I => (cc(Cc::Ne), false, false),
+        Jsgt32I => (cc(Cc::G), false, false),
+        Jsge32I => (cc(Cc::Ge), false, false),
+        Jlt32I => (cc(Cc::B), false, false),
+        Jle32I => (cc(Cc::Be), false, false),
+        Jslt32I => (cc(Cc::L), false, false),
+        Jsle32I => (cc(Cc::Le), false, false),
+        Jeq32R => (cc(Cc::E), false, true),
+        Jgt32R => (cc(Cc::A), false, true),
+        Jge32R => (cc(Cc::Ae), false, true),
+        Jset32R => (None, false, true),
+        Jne32R => (cc(Cc::Ne), false, true),
+        Jsgt32R => (cc(Cc::G), false, true),
+        Jsge32R => (cc(Cc::Ge), false, true),
+        Jlt32R => (cc(Cc::B), false, true),
+        Jle32R => (cc(Cc::Be), false, true),
+        Jslt32R => (cc(Cc::L), false, true),
+        Jsle32R => (cc(Cc::Le), false, true),
+        _ => return None,
+    })
+}

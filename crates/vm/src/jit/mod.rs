@@ -1,0 +1,628 @@
+//! An x86-64 JIT compiler with the interpreter's observable behaviour.
+//!
+//! [`Jit`] compiles a [`Program`] once to native code and runs it with the
+//! same results as [`crate::Interpreter`]: the same r0, memory effects and
+//! [`Outcome::insns`], and the same [`VmError`] (variant, pc and fields) when
+//! a run fails. It keeps the interpreter's counting scheme (the count moves
+//! at control transfers only, by the deltas `program::lower` recorded) and
+//! checks the budget at the same points, so even `BudgetExhausted` names
+//! the same instruction.
+//!
+//! Compiled inline: every ALU, jump, byte-swap and frame-relative access,
+//! checked loads and stores (a shared bounds-check routine scans the region
+//! table the run mirrors for it; the stack region is checked against rbp),
+//! LD_ABS/LD_IND, the aligned in-bounds `lock add` of `AtomicAdd64`, and
+//! bpf-to-bpf calls as native calls. Through `extern "C"` trampolines into
+//! Rust: helper calls (with bpf_loop, whose iterations the native code then
+//! drives), the other atomics (`crate::atomic`, as the interpreter), and the
+//! slow path of `AtomicAdd64`.
+//!
+//! Code is assembled with `dynasmrt` into a `Vec`, copied into an anonymous
+//! mapping, and the mapping is switched from read+write to read+execute
+//! before it runs (never both), and unmapped when the `Jit` is dropped.
+
+mod emit;
+mod exec;
+
+use crate::env::RunEnv;
+use crate::helpers::{HelperContext, HelperError, HelperFn, Helpers};
+use crate::memory::{Region, Regions};
+use crate::program::{Kind, Program, FRAME_SIZE, MAX_FRAMES};
+use crate::{Entry, LoadError, Outcome, VmError, DEFAULT_BUDGET};
+use std::any::Any;
+use std::sync::Arc;
+
+/// Bytes of stack a JIT instance owns: MAX_FRAMES frames.
+const STACK_SIZE: usize = FRAME_SIZE * MAX_FRAMES;
+
+// How the native code returns.
+const ST_OK: u64 = 0;
+const ST_OOB: u64 = 1;
+const ST_BUDGET: u64 = 2;
+const ST_DEPTH: u64 = 3;
+/// A trampoline stopped the run; its result is in `Run::stop`.
+const ST_STOP: u64 = 4;
+
+// What a trampoline tells the native code.
+const TR_CONTINUE: u64 = 0;
+/// Run the bpf_loop set up in the context's `l_*` fields.
+const TR_LOOP: u64 = 1;
+const TR_STOP: u64 = 2;
+
+/// The state native code reads and writes through r12. Field offsets are
+/// baked into the code ([`ctx_off`]).
+#[repr(C)]
+struct Ctx {
+    /// eBPF registers while Rust runs (trampolines, entry, exit); `[u64; 16]`
+    /// as `crate::atomic::execute` takes them.
+    regs: [u64; 16],
+    /// The interpreter's `count`.
+    count: i64,
+    budget: i64,
+    stack_top: u64,
+    /// r10 at or below this cannot enter another frame (MAX_FRAMES).
+    stack_limit: u64,
+    /// The last address an access of 1, 2, 4, 8 bytes may start at in the
+    /// stack region.
+    stack_last: [u64; 4],
+    /// The lowest r10 of the run, to clear the frames it used.
+    min_fp: u64,
+    /// The region table (the stack aside): all regions, and the writable
+    /// ones.
+    rd: *const TEntry,
+    rd_end: *const TEntry,
+    wr: *const TEntry,
+    wr_end: *const TEntry,
+    pkt_addr: u64,
+    pkt_len: u64,
+    scratch: u64,
+    saved_rsp: u64,
+    err_pc: u64,
+    err_addr: u64,
+    err_size: u64,
+    err_write: u64,
+    /// A bpf_loop to run: native address of the callback, its instruction
+    /// index, ctx, iterations, and the call's return index.
+    l_target: u64,
+    l_entry: u64,
+    l_ctx: u64,
+    l_iters: u64,
+    l_ret: u64,
+}
+
+mod ctx_off {
+    use super::Ctx;
+    use std::mem::offset_of;
+    pub const REGS: i32 = offset_of!(Ctx, regs) as i32;
+    pub const COUNT: i32 = offset_of!(Ctx, count) as i32;
+    pub const BUDGET: i32 = offset_of!(Ctx, budget) as i32;
+    pub const STACK_TOP: i32 = offset_of!(Ctx, stack_top) as i32;
+    pub const STACK_LIMIT: i32 = offset_of!(Ctx, stack_limit) as i32;
+    pub const STACK_LAST: i32 = offset_of!(Ctx, stack_last) as i32;
+    pub const MIN_FP: i32 = offset_of!(Ctx, min_fp) as i32;
+    pub const RD: i32 = offset_of!(Ctx, rd) as i32;
+    pub const RD_END: i32 = offset_of!(Ctx, rd_end) as i32;
+    pub const WR: i32 = offset_of!(Ctx, wr) as i32;
+    pub const WR_END: i32 = offset_of!(Ctx, wr_end) as i32;
+    pub const PKT_ADDR: i32 = offset_of!(Ctx, pkt_addr) as i32;
+    pub const PKT_LEN: i32 = offset_of!(Ctx, pkt_len) as i32;
+    pub const SCRATCH: i32 = offset_of!(Ctx, scratch) as i32;
+    pub const SAVED_RSP: i32 = offset_of!(Ctx, saved_rsp) as i32;
+    pub const ERR_PC: i32 = offset_of!(Ctx, err_pc) as i32;
+    pub const ERR_ADDR: i32 = offset_of!(Ctx, err_addr) as i32;
+    pub const ERR_SIZE: i32 = offset_of!(Ctx, err_size) as i32;
+    pub const ERR_WRITE: i32 = offset_of!(Ctx, err_write) as i32;
+    pub const L_TARGET: i32 = offset_of!(Ctx, l_target) as i32;
+    pub const L_ENTRY: i32 = offset_of!(Ctx, l_entry) as i32;
+    pub const L_CTX: i32 = offset_of!(Ctx, l_ctx) as i32;
+    pub const L_ITERS: i32 = offset_of!(Ctx, l_iters) as i32;
+    pub const L_RET: i32 = offset_of!(Ctx, l_ret) as i32;
+}
+
+/// One region as the bounds check reads it: for each access size (1, 2, 4,
+/// 8 bytes), the first and last address an access may start at. A region
+/// shorter than the size gets an empty range.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct TEntry {
+    first: [u64; 4],
+    last: [u64; 4],
+}
+
+impl TEntry {
+    fn of(r: &Region) -> TEntry {
+        let mut e = TEntry {
+            first: [u64::MAX; 4],
+            last: [0; 4],
+        };
+        for k in 0..4 {
+            let size = 1u64 << k;
+            if r.len() >= size {
+                e.first[k] = r.start;
+                e.last[k] = r.end - size;
+            }
+        }
+        e
+    }
+}
+
+/// Why a [`Jit`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum JitError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("cannot map executable memory for the JIT: {0}")]
+    ExecMemory(#[source] std::io::Error),
+}
+
+/// The program a JIT runs: borrowed, or shared by reference count.
+enum ProgRef<'p> {
+    Borrowed(&'p Program),
+    Shared(Arc<Program>),
+}
+
+impl std::ops::Deref for ProgRef<'_> {
+    type Target = Program;
+    fn deref(&self) -> &Program {
+        match self {
+            ProgRef::Borrowed(p) => p,
+            ProgRef::Shared(p) => p,
+        }
+    }
+}
+
+/// A program compiled to x86-64, with the interface of
+/// [`crate::Interpreter`]. Owns its stack and region table, so a run
+/// allocates nothing once the region table has grown; create one per thread.
+pub struct Jit<'p> {
+    prog: ProgRef<'p>,
+    code: exec::ExecMem,
+    code_len: usize,
+    /// Offset of each op's code (by slot), for bpf_loop callbacks.
+    offsets: Vec<u32>,
+    helpers: Vec<Option<Arc<HelperFn>>>,
+    sparse: Helpers,
+    // u64 words so the stack is 8-byte aligned, as atomics on it require.
+    stack: Box<[u64]>,
+    regions: Regions,
+    rd: Vec<TEntry>,
+    wr: Vec<TEntry>,
+    budget: u64,
+    /// Frames the last run entered, cleared before the next run.
+    dirty_frames: usize,
+    own_env: Option<Box<RunEnv>>,
+    map_regions: Vec<Region>,
+    map_regions_of: Option<(Arc<crate::maps::MapRegistry>, u64)>,
+}
+
+impl<'p> Jit<'p> {
+    /// Compiles a program bound to a helper registry. Fails if the program
+    /// calls a helper the registry lacks.
+    ///
+    /// # Panics
+    /// If the system refuses executable memory ([`Self::try_new`] reports
+    /// it instead).
+    pub fn new(prog: &'p Program, helpers: &Helpers) -> Result<Self, LoadError> {
+        Self::with(ProgRef::Borrowed(prog), helpers).map_err(unwrap_load)
+    }
+
+    /// Like [`Self::new`], reporting executable-memory failures.
+    pub fn try_new(prog: &'p Program, helpers: &Helpers) -> Result<Self, JitError> {
+        Self::with(ProgRef::Borrowed(prog), helpers)
+    }
+
+    /// Like [`Self::new`], for a program shared by reference count.
+    pub fn shared(prog: Arc<Program>, helpers: &Helpers) -> Result<Jit<'static>, LoadError> {
+        Jit::with(ProgRef::Shared(prog), helpers).map_err(unwrap_load)
+    }
+
+    fn with(prog: ProgRef<'p>, helpers: &Helpers) -> Result<Self, JitError> {
+        for &(pc, id) in prog.helper_calls() {
+            if helpers.get(id).is_none() {
+                return Err(LoadError::UnknownHelper { pc, id }.into());
+            }
+        }
+        let tramps = emit::Tramps {
+            helper: helper_tramp as *const () as usize,
+            atomic: atomic_tramp as *const () as usize,
+        };
+        let compiled = emit::compile(&prog.ops, &tramps);
+        let code = exec::ExecMem::new(&compiled.code).map_err(JitError::ExecMemory)?;
+        Ok(Jit {
+            prog,
+            code,
+            code_len: compiled.code.len(),
+            offsets: compiled.offsets,
+            helpers: helpers.dense(),
+            sparse: helpers.clone(),
+            stack: vec![0u64; STACK_SIZE / 8].into_boxed_slice(),
+            regions: Regions::new(),
+            rd: Vec::new(),
+            wr: Vec::new(),
+            budget: DEFAULT_BUDGET,
+            dirty_frames: 0,
+            own_env: None,
+            map_regions: Vec::new(),
+            map_regions_of: None,
+        })
+    }
+
+    /// Sets how many instructions a run may execute before it is stopped.
+    pub fn set_budget(&mut self, budget: u64) -> &mut Self {
+        self.budget = budget;
+        self
+    }
+
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// Bytes of machine code.
+    pub fn code_len(&self) -> usize {
+        self.code_len
+    }
+
+    /// As [`crate::Interpreter::run`]: `r1` points at `mem` (0 when empty),
+    /// `r2` holds its length, and `mem` is the LD_ABS/LD_IND packet.
+    pub fn run(&mut self, mem: &mut [u8]) -> Result<Outcome, VmError> {
+        let mut env = self.own_env.take().unwrap_or_default();
+        let out = self.run_with(&mut env, |regions| {
+            let len = mem.len();
+            let addr = if len == 0 {
+                0
+            } else {
+                // SAFETY: `mem` is borrowed for the whole run.
+                unsafe { regions.add_rw(mem.as_mut_ptr(), len) }
+            };
+            Entry {
+                args: [addr, len as u64, 0, 0, 0],
+                packet: (addr, len as u64),
+            }
+        });
+        self.own_env = Some(env);
+        out
+    }
+
+    /// As [`crate::Interpreter::run_with`].
+    pub fn run_with(
+        &mut self,
+        env: &mut RunEnv,
+        setup: impl FnOnce(&mut Regions) -> Entry,
+    ) -> Result<Outcome, VmError> {
+        self.run_in(env, |_, regions| setup(regions))
+    }
+
+    /// As [`crate::Interpreter::run_in`].
+    pub fn run_in(
+        &mut self,
+        env: &mut RunEnv,
+        setup: impl FnOnce(&mut RunEnv, &mut Regions) -> Entry,
+    ) -> Result<Outcome, VmError> {
+        self.prepare_stack();
+        let entry = setup(env, &mut self.regions);
+        let generation = env.maps.generation();
+        let fresh = matches!(&self.map_regions_of,
+            Some((r, g)) if Arc::ptr_eq(r, &env.maps) && *g == generation);
+        if !fresh {
+            self.map_regions = env.maps.regions();
+            self.map_regions_of = Some((env.maps.clone(), generation));
+        }
+        env.refresh_map_cache();
+        for r in &self.map_regions {
+            self.regions.push_region(*r);
+        }
+        self.execute(entry.args, entry.packet, env)
+    }
+
+    /// As the interpreter: clears the frames the last run used; region 0 is
+    /// the stack, frame 0 only.
+    fn prepare_stack(&mut self) {
+        let words = self.stack.len();
+        let dirty = (self.dirty_frames * FRAME_SIZE / 8).min(words);
+        self.stack[words - dirty..].fill(0);
+        self.dirty_frames = 1;
+        self.regions.truncate(0);
+        let top = self.stack.as_mut_ptr().cast::<u8>();
+        // SAFETY: the stack holds MAX_FRAMES frames; frame 0 is the last one.
+        let frame0 = unsafe { top.add(STACK_SIZE - FRAME_SIZE) };
+        // SAFETY: the stack lives as long as the JIT.
+        unsafe { self.regions.add_rw(frame0, FRAME_SIZE) };
+    }
+
+    fn execute(
+        &mut self,
+        args: [u64; 5],
+        packet: (u64, u64),
+        env: &mut RunEnv,
+    ) -> Result<Outcome, VmError> {
+        let stack_base = self.stack.as_mut_ptr().cast::<u8>().addr() as u64;
+        let top = stack_base + STACK_SIZE as u64;
+        let budget = self.budget.min(i64::MAX as u64) as i64;
+        let mut regs = [0u64; 16];
+        regs[1..6].copy_from_slice(&args);
+        regs[10] = top;
+        let ctx = Ctx {
+            regs,
+            count: 0,
+            budget,
+            stack_top: top,
+            stack_limit: stack_base + FRAME_SIZE as u64,
+            stack_last: [top - 1, top - 2, top - 4, top - 8],
+            min_fp: top,
+            rd: std::ptr::null(),
+            rd_end: std::ptr::null(),
+            wr: std::ptr::null(),
+            wr_end: std::ptr::null(),
+            pkt_addr: packet.0,
+            pkt_len: packet.1,
+            scratch: 0,
+            saved_rsp: 0,
+            err_pc: 0,
+            err_addr: 0,
+            err_size: 0,
+            err_write: 0,
+            l_target: 0,
+            l_entry: 0,
+            l_ctx: 0,
+            l_iters: 0,
+            l_ret: 0,
+        };
+        let mut run = Run {
+            ctx,
+            prog: &self.prog,
+            helpers: &self.helpers,
+            sparse: &self.sparse,
+            regions: &mut self.regions,
+            env,
+            rd: &mut self.rd,
+            wr: &mut self.wr,
+            code: self.code.addr() as u64,
+            offsets: &self.offsets,
+            stop: None,
+            panic: None,
+        };
+        run.mirror();
+        // SAFETY: the mapping holds code `emit::compile` produced, whose
+        // entry at offset 0 has this signature.
+        let entry: unsafe extern "sysv64" fn(*mut Ctx) -> u64 =
+            unsafe { std::mem::transmute(self.code.addr()) };
+        // SAFETY: `run` outlives the call, and its first field is the Ctx
+        // (repr(C)); the trampolines cast the pointer back to `Run`. Every
+        // region in the table is live for the run (the contract of
+        // `Regions::add_*`), and the code touches memory only through it,
+        // the stack, or frame offsets proved in-frame at load time.
+        let status = unsafe { entry((&mut run as *mut Run<'_>).cast::<Ctx>()) };
+        let Run {
+            ctx, stop, panic, ..
+        } = run;
+        self.dirty_frames = (top - ctx.min_fp) as usize / FRAME_SIZE + 1;
+        if let Some(p) = panic {
+            std::panic::resume_unwind(p);
+        }
+        let pc = ctx.err_pc as usize;
+        match status {
+            ST_OK => Ok(Outcome {
+                r0: ctx.regs[0],
+                insns: ctx.count as u64,
+            }),
+            ST_OOB => Err(VmError::OutOfBounds {
+                pc,
+                addr: ctx.err_addr,
+                size: ctx.err_size as usize,
+                write: ctx.err_write != 0,
+            }),
+            ST_BUDGET => Err(VmError::BudgetExhausted {
+                pc,
+                budget: budget as u64,
+            }),
+            ST_DEPTH => Err(VmError::CallDepth {
+                pc,
+                max: MAX_FRAMES,
+            }),
+            _ => stop.expect("a stopping trampoline leaves its result"),
+        }
+    }
+}
+
+fn unwrap_load(e: JitError) -> LoadError {
+    match e {
+        JitError::Load(e) => e,
+        JitError::ExecMemory(e) => panic!("cannot map executable memory for the JIT: {e}"),
+    }
+}
+
+/// A run in progress: the context the code sees, then what the trampolines
+/// need.
+#[repr(C)]
+struct Run<'a> {
+    ctx: Ctx,
+    prog: &'a Program,
+    helpers: &'a [Option<Arc<HelperFn>>],
+    sparse: &'a Helpers,
+    regions: &'a mut Regions,
+    env: &'a mut RunEnv,
+    rd: &'a mut Vec<TEntry>,
+    wr: &'a mut Vec<TEntry>,
+    /// Address of the code.
+    code: u64,
+    offsets: &'a [u32],
+    stop: Option<Result<Outcome, VmError>>,
+    panic: Option<Box<dyn Any + Send>>,
+}
+
+impl Run<'_> {
+    /// The stack region as the interpreter keeps it: the current frame and
+    /// the frames of its callers.
+    fn stack_region(&self) -> Region {
+        Region {
+            start: self.ctx.regs[10] - FRAME_SIZE as u64,
+            end: self.ctx.stack_top,
+            writable: true,
+        }
+    }
+
+    /// Brings region 0 (the stack) up to date before Rust looks at regions.
+    fn sync_stack(&mut self) {
+        let start = self.stack_region().start;
+        self.regions.set_start(0, start);
+    }
+
+    /// Rebuilds the native region tables from the region table. The stack
+    /// (region 0) is checked against rbp instead, as its start moves with
+    /// every call.
+    fn mirror(&mut self) {
+        self.rd.clear();
+        self.wr.clear();
+        let stack = self.stack_region();
+        for (i, r) in self.regions.iter().enumerate() {
+            if i == 0 && *r == stack {
+                continue;
+            }
+            let e = TEntry::of(r);
+            self.rd.push(e);
+            if r.writable {
+                self.wr.push(e);
+            }
+        }
+        self.ctx.rd = self.rd.as_ptr();
+        self.ctx.rd_end = self.rd.as_ptr_range().end;
+        self.ctx.wr = self.wr.as_ptr();
+        self.ctx.wr_end = self.wr.as_ptr_range().end;
+    }
+
+    fn fail(&mut self, e: VmError) -> u64 {
+        self.stop = Some(Err(e));
+        TR_STOP
+    }
+
+    /// A helper call, as the interpreter's `Call | CallReg`.
+    fn helper(&mut self, pc: usize) -> u64 {
+        self.sync_stack();
+        let op = self.prog.ops[pc];
+        let helpers = self.helpers;
+        let sparse = self.sparse;
+        let id = if op.kind == Kind::Call {
+            op.lo() as u32 as u64
+        } else {
+            self.ctx.regs[op.dst as usize & 15]
+        };
+        let f: &HelperFn = match helpers.get(id as usize) {
+            Some(Some(f)) => &**f,
+            _ => match u32::try_from(id).ok().and_then(|i| sparse.get(i)) {
+                Some(h) => &*h.func,
+                None => return self.fail(VmError::UnknownHelper { pc, id }),
+            },
+        };
+        let executed = self.ctx.count + op.hi() as i64;
+        let r = &self.ctx.regs;
+        let args = [r[1], r[2], r[3], r[4], r[5]];
+        let result = {
+            let mut hctx = HelperContext {
+                regions: &mut *self.regions,
+                env: &mut *self.env,
+            };
+            f(&mut hctx, args)
+        };
+        self.mirror();
+        let budget = self.ctx.budget;
+        match result {
+            Ok(v) => self.ctx.regs[0] = v,
+            Err(HelperError::Exit(v)) => {
+                self.stop = Some(Ok(Outcome {
+                    r0: v,
+                    insns: executed as u64,
+                }));
+                return TR_STOP;
+            }
+            Err(HelperError::Failed(message)) => {
+                return self.fail(VmError::Helper {
+                    pc,
+                    id: id as u32,
+                    message,
+                })
+            }
+            Err(HelperError::Loop {
+                callback,
+                iterations,
+                ctx,
+            }) => {
+                let Some((slot, entry_idx)) = self.prog.callback(callback) else {
+                    return self.fail(VmError::BadCallback { pc, addr: callback });
+                };
+                if iterations == 0 {
+                    self.ctx.regs[0] = 0;
+                } else {
+                    let depth = (self.ctx.stack_top - self.ctx.regs[10]) as usize / FRAME_SIZE;
+                    if depth + 1 >= MAX_FRAMES {
+                        return self.fail(VmError::CallDepth {
+                            pc,
+                            max: MAX_FRAMES,
+                        });
+                    }
+                    let count = executed - entry_idx as i64;
+                    if count >= budget {
+                        return self.fail(VmError::BudgetExhausted {
+                            pc,
+                            budget: budget as u64,
+                        });
+                    }
+                    self.ctx.count = count;
+                    self.ctx.regs[1] = 0;
+                    self.ctx.regs[2] = ctx;
+                    self.ctx.l_target = self.code + self.offsets[slot] as u64;
+                    self.ctx.l_entry = entry_idx as u64;
+                    self.ctx.l_ctx = ctx;
+                    self.ctx.l_iters = iterations as u64;
+                    self.ctx.l_ret = op.hi() as i64 as u64;
+                    return TR_LOOP;
+                }
+            }
+        }
+        if executed >= budget {
+            return self.fail(VmError::BudgetExhausted {
+                pc,
+                budget: budget as u64,
+            });
+        }
+        TR_CONTINUE
+    }
+
+    /// An atomic the code does not do inline: the interpreter's path.
+    fn atomic(&mut self, pc: usize) -> u64 {
+        self.sync_stack();
+        let op = self.prog.ops[pc];
+        match crate::atomic::execute(self.regions, &op, pc, &mut self.ctx.regs) {
+            Ok(()) => TR_CONTINUE,
+            Err(e) => self.fail(e),
+        }
+    }
+}
+
+/// Runs `f` on the run behind `ctx`, turning a panic into a stop that
+/// `execute` resumes once the native frames are gone (unwinding must not
+/// cross them).
+///
+/// # Safety
+/// `ctx` is the pointer `execute` entered the code with.
+unsafe fn trampoline(ctx: *mut Ctx, f: impl FnOnce(&mut Run<'_>) -> u64) -> u64 {
+    // SAFETY: per the contract, `ctx` is the first field of a live `Run`
+    // that nothing else borrows while the native code waits for us.
+    let run = unsafe { &mut *ctx.cast::<Run<'_>>() };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut *run))) {
+        Ok(status) => status,
+        Err(p) => {
+            run.panic = Some(p);
+            TR_STOP
+        }
+    }
+}
+
+extern "C" fn helper_tramp(ctx: *mut Ctx, pc: u64) -> u64 {
+    // SAFETY: called only by the JIT's code, with its context.
+    unsafe { trampoline(ctx, |run| run.helper(pc as usize)) }
+}
+
+extern "C" fn atomic_tramp(ctx: *mut Ctx, pc: u64) -> u64 {
+    // SAFETY: called only by the JIT's code, with its context.
+    unsafe { trampoline(ctx, |run| run.atomic(pc as usize)) }
+}
