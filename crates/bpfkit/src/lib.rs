@@ -12,8 +12,8 @@ pub mod differential;
 mod object;
 
 pub use object::{
-    attach_point, Attach, Engine, Entry, Error, Loaded, Map, Object, RunOutput, Sample, TypedMap,
-    XdpMode, BPF_ANY, BPF_EXIST, BPF_NOEXIST,
+    attach_point, Attach, Engine, Entry, Error, ExecMode, Loaded, Map, Object, RunOutput, Sample,
+    TypedMap, XdpMode, BPF_ANY, BPF_EXIST, BPF_NOEXIST,
 };
 
 pub use bpfkit_isa as isa;

@@ -7,6 +7,7 @@ use bpfkit_kernel::maps::KernelMap;
 use bpfkit_kernel::object::{KernelObject, ObjectError, ObjectLoader};
 use bpfkit_object::{BtfInfo, MapSpec, ObjectFile};
 use bpfkit_vm::maps::{BpfMap, MapError};
+pub use bpfkit_vm::ExecMode;
 use bpfkit_vm::Instance;
 use bytemuck::Pod;
 use std::marker::PhantomData;
@@ -68,6 +69,7 @@ pub struct Object {
     name: String,
     bytes: Vec<u8>,
     globals: Vec<(String, Vec<u8>)>,
+    exec_mode: ExecMode,
 }
 
 impl Object {
@@ -81,6 +83,7 @@ impl Object {
             name: path.display().to_string(),
             bytes,
             globals: Vec::new(),
+            exec_mode: ExecMode::default(),
         })
     }
 
@@ -89,7 +92,15 @@ impl Object {
             name: name.to_string(),
             bytes,
             globals: Vec::new(),
+            exec_mode: ExecMode::default(),
         }
+    }
+
+    /// How the VM engine runs the programs: the JIT where the host has one
+    /// (the default), or the interpreter. The kernel engine ignores it.
+    pub fn set_exec_mode(&mut self, mode: ExecMode) -> &mut Self {
+        self.exec_mode = mode;
+        self
     }
 
     /// Sets a global variable (`.rodata`, `.data`, `.bss`) before load.
@@ -132,10 +143,11 @@ impl Object {
             }
             Engine::Vm => {
                 let file = self.parse()?;
-                let instance = Instance::load(&file).map_err(|error| Error::Vm {
+                let mut instance = Instance::load(&file).map_err(|error| Error::Vm {
                     object: self.name.clone(),
                     error,
                 })?;
+                instance.set_exec_mode(self.exec_mode);
                 Ok(Loaded {
                     name: self.name.clone(),
                     file: Some(file),

@@ -9,7 +9,7 @@
 mod common;
 use common::available;
 
-use bpfkit::{Engine, Loaded, Map, Object, RunOutput, BPF_ANY};
+use bpfkit::{Engine, ExecMode, Loaded, Map, Object, RunOutput, BPF_ANY};
 use common::packets::{self, be16, corpus, parse, L3};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -32,7 +32,13 @@ fn load(name: &str, engine: Engine) -> Loaded {
     load_with(Object::open(object(name)).unwrap(), engine)
 }
 
-fn load_with(obj: Object, engine: Engine) -> Loaded {
+thread_local! {
+    /// How this test's VM loads run programs (each test has its thread).
+    static EXEC: std::cell::Cell<ExecMode> = std::cell::Cell::new(ExecMode::default());
+}
+
+fn load_with(mut obj: Object, engine: Engine) -> Loaded {
+    obj.set_exec_mode(EXEC.get());
     obj.load(engine).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -988,6 +994,8 @@ fn check_meta(engine: Engine) -> Option<Loaded> {
 #[test]
 fn xdp_meta_vm() {
     assert!(check_meta(Engine::Vm).is_some());
+    EXEC.set(ExecMode::Interpret);
+    assert!(check_meta(Engine::Vm).is_some());
 }
 
 #[test]
@@ -1041,6 +1049,52 @@ macro_rules! vm_tests {
             }
         )*
     };
+}
+
+// The VM's default on this host (the JIT on x86-64 Linux) above; the
+// interpreter, and the interpreter against the JIT, here.
+
+macro_rules! interpreter_tests {
+    ($($test:ident => $check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                EXEC.set(ExecMode::Interpret);
+                let mut interp = $check(Engine::Vm);
+                if !ExecMode::JIT_AVAILABLE {
+                    return;
+                }
+                EXEC.set(ExecMode::Jit { blinding: true });
+                let mut jit = $check(Engine::Vm);
+                let diffs = bpfkit::compare::maps(&mut interp, &mut jit).unwrap();
+                assert!(diffs.is_empty(), "the interpreter's and the JIT's maps differ:\n{}",
+                    diffs.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"));
+            }
+        )*
+    };
+}
+
+interpreter_tests! {
+    proto_count_interpreter_and_jit => check_proto_count,
+    blocklist_interpreter_and_jit => check_blocklist,
+    tc_nat_interpreter_and_jit => check_tc_nat,
+    socket_filter_interpreter_and_jit => check_socket_filter,
+    tail_chain_interpreter_and_jit => check_tail_chain,
+    ringbuf_interpreter_and_jit => check_ringbuf,
+    lpm_route_interpreter_and_jit => check_lpm_route,
+    config_interpreter_and_jit => check_config,
+    helpers_interpreter_and_jit => check_helpers,
+}
+
+#[test]
+fn the_vm_runs_the_jit_by_default_where_the_host_has_one() {
+    let loaded = load("xdp_proto_count", Engine::Vm);
+    let mode = loaded.vm().unwrap().exec_mode();
+    if ExecMode::JIT_AVAILABLE {
+        assert_eq!(mode, ExecMode::Jit { blinding: false });
+    } else {
+        assert_eq!(mode, ExecMode::Interpret);
+    }
 }
 
 vm_tests! {

@@ -12,6 +12,10 @@ pub enum LoadError {
     BadCallback { pc: usize, target: i64 },
     #[error("instruction {pc}: kfunc calls (call runtime {id}) are not supported by the VM")]
     Kfunc { pc: usize, id: i32 },
+    #[error("the JIT compiles for x86-64 Linux only; use the interpreter on this host")]
+    NoJit,
+    #[error("cannot map executable memory for the JIT: {0}")]
+    ExecMemory(String),
 }
 
 /// Why a run stopped before the program exited. Every variant names the

@@ -6,7 +6,7 @@ use crate::context::{self, ContextError, ContextKind, PacketContext};
 use crate::env::{HostEnv, Redirect, RunEnv, MAX_TAIL_CALLS};
 use crate::helpers::{self, Helpers};
 use crate::maps::{self, BpfMap, MapDef, MapError, MapRegistry};
-use crate::{Entry, Interpreter, LoadError, Program, VmError};
+use crate::{Entry, ExecMode, Executor, LoadError, Program, VmError};
 use bpfkit_isa::RawInsn;
 use bpfkit_object::{MapSpec, ObjectFile, ProgramKind};
 use std::sync::{Arc, Condvar, Mutex};
@@ -53,6 +53,8 @@ pub enum RunError {
     },
     #[error("program `{program}`: {error}")]
     Vm { program: String, error: VmError },
+    #[error("program `{program}`: {error}")]
+    Prepare { program: String, error: LoadError },
     /// The packet is one BPF_PROG_TEST_RUN refuses (EINVAL) for this
     /// program type; the VM refuses it the same way.
     #[error("program `{program}`: a {len}-byte packet is refused: {why}")]
@@ -126,6 +128,7 @@ pub struct Instance {
     /// map slots, as in the kernel; further callers wait for a free one.
     pool: Mutex<Pool>,
     cpu_free: Condvar,
+    exec_mode: ExecMode,
 }
 
 /// The helpers an object's programs get: the kernel's, by id.
@@ -261,7 +264,22 @@ impl Instance {
             prog_array_owners: Mutex::new(owners),
             pool: Mutex::new(Pool::default()),
             cpu_free: Condvar::new(),
+            exec_mode: ExecMode::default(),
         })
+    }
+
+    /// How programs run: the JIT where the host has one (the default), or
+    /// the interpreter. Programs are compiled on their first run.
+    pub fn set_exec_mode(&mut self, mode: ExecMode) {
+        self.exec_mode = mode;
+        let pool = self.pool.get_mut().unwrap_or_else(|e| e.into_inner());
+        for r in &mut pool.idle {
+            r.execs.iter_mut().for_each(|e| *e = None);
+        }
+    }
+
+    pub fn exec_mode(&self) -> ExecMode {
+        self.exec_mode
     }
 
     pub fn programs(&self) -> &[VmProgram] {
@@ -498,7 +516,7 @@ impl Instance {
             ..RunEnv::default()
         };
         Runner {
-            interps: (0..self.programs.len()).map(|_| None).collect(),
+            execs: (0..self.programs.len()).map(|_| None).collect(),
             env,
         }
     }
@@ -557,10 +575,10 @@ impl Pool {
     }
 }
 
-/// Interpreters for every program of an instance, made on first use, and
-/// the environment of the current run.
+/// Executors (interpreters or compiled code) for every program of an
+/// instance, made on first use, and the environment of the current run.
 struct Runner {
-    interps: Vec<Option<Interpreter<'static>>>,
+    execs: Vec<Option<Executor<'static>>>,
     env: RunEnv,
 }
 
@@ -576,21 +594,15 @@ impl Runner {
         let mut insns = 0u64;
         loop {
             let p = &inst.programs[id as usize];
-            let interp = match &mut self.interps[id as usize] {
+            let interp = match &mut self.execs[id as usize] {
                 Some(i) => i,
                 slot => slot.insert(
-                    Interpreter::shared(p.program.clone(), &inst.helpers).map_err(|error| {
-                        RunError::Vm {
+                    Executor::shared(p.program.clone(), &inst.helpers, inst.exec_mode).map_err(
+                        |error| RunError::Prepare {
                             program: p.name.clone(),
-                            error: VmError::UnknownHelper {
-                                pc: match error {
-                                    LoadError::UnknownHelper { pc, .. } => pc,
-                                    _ => 0,
-                                },
-                                id: 0,
-                            },
-                        }
-                    })?,
+                            error,
+                        },
+                    )?,
                 ),
             };
             let out = interp

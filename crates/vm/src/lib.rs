@@ -1,10 +1,12 @@
 //! bpfkit's userspace eBPF engine.
 //!
-//! A [`Program`] is validated and pre-decoded once; an [`Interpreter`] runs it
-//! any number of times against memory it checks on every access it could not
-//! prove safe ([`memory::Regions`]), with an instruction budget, bpf-to-bpf
-//! calls in their own 512-byte frames, and helpers registered by id
-//! ([`Helpers`]).
+//! A [`Program`] is validated and pre-decoded once; an [`Interpreter`], or
+//! on x86-64 Linux the JIT (`Jit`, machine code with the same observable
+//! behaviour), runs it any number of times against memory it checks on
+//! every access it could not prove safe ([`memory::Regions`]), with an
+//! instruction budget, bpf-to-bpf calls in their own 512-byte frames, and
+//! helpers registered by id ([`Helpers`]). [`Executor`] runs either, as
+//! [`ExecMode`] says.
 //!
 //! ```
 //! use bpfkit_isa::{asm::assemble, Dialect};
@@ -21,6 +23,7 @@ mod atomic;
 pub mod context;
 pub mod env;
 mod error;
+mod exec;
 pub mod helpers;
 pub mod instance;
 mod interp;
@@ -32,9 +35,10 @@ mod program;
 
 pub use env::{HostEnv, Redirect, RunEnv};
 pub use error::{LoadError, VmError};
+pub use exec::{ExecMode, Executor};
 pub use helpers::{HelperContext, HelperError, Helpers};
 pub use instance::{Instance, InstanceError, PacketRun, RunError};
 pub use interp::{Entry, Interpreter, Outcome, DEFAULT_BUDGET};
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-pub use jit::Jit;
+pub use jit::{Jit, JitOptions};
 pub use program::{Program, FRAME_SIZE, FUNC_TAG, MAX_FRAMES};

@@ -218,6 +218,10 @@ pub(crate) struct Op {
 const _: () = assert!(std::mem::size_of::<Op>() == 16);
 
 impl Op {
+    /// The same operation under another kind.
+    pub fn with_kind(self, kind: Kind) -> Op {
+        Op { kind, ..self }
+    }
     #[inline(always)]
     pub fn lo(&self) -> i32 {
         self.imm as i32

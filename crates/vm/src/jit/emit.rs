@@ -33,6 +33,7 @@ const RDI: u8 = 7;
 const R8: u8 = 8;
 const R13: u8 = 13;
 const R14: u8 = 14;
+const R11: u8 = 11;
 const R15: u8 = 15;
 
 /// x86-64 register of each eBPF register.
@@ -149,6 +150,8 @@ struct Emitter<'a> {
     check: [[DynamicLabel; 4]; 2],
     /// Out-of-bounds exits by [write][log2 size].
     oob: [[DynamicLabel; 4]; 2],
+    /// The constant-blinding key, when blinding.
+    blind: Option<u32>,
 }
 
 fn log2(size: usize) -> usize {
@@ -162,7 +165,9 @@ pub(super) struct Tramps {
     pub atomic: usize,
 }
 
-pub(super) fn compile(ops: &[Op], tramps: &Tramps) -> Compiled {
+/// Compiles `ops`; with `blind`, every immediate operand is blinded with
+/// that key (see [`super::JitOptions::blinding`]).
+pub(super) fn compile(ops: &[Op], tramps: &Tramps, blind: Option<u32>) -> Compiled {
     let mut a = Asm::new(0);
     let labels = (0..ops.len()).map(|_| a.new_dynamic_label()).collect();
     let new4 = |a: &mut Asm| {
@@ -182,6 +187,7 @@ pub(super) fn compile(ops: &[Op], tramps: &Tramps) -> Compiled {
         cold: Vec::new(),
         check,
         oob,
+        blind,
     };
     e.prologue();
     let mut offsets = vec![0u32; ops.len()];
@@ -282,10 +288,75 @@ impl Emitter<'_> {
     }
 
     fn op(&mut self, pc: usize) {
-        use Kind::*;
         let op = self.ops[pc];
+        if let Some(key) = self.blind {
+            if self.blinded(pc, op, key) {
+                return;
+            }
+        }
+        self.emit_op(pc, op, MAP[op.src as usize % 11]);
+    }
+
+    /// Emits `op` with its immediate blinded, if it has one worth blinding:
+    /// r11 = imm ^ key, r11 ^= key (both sign-extended 32-bit constants, so
+    /// r11 ends up the sign-extended immediate), then the register form of
+    /// the operation reading r11. Returns whether it did.
+    fn blinded(&mut self, pc: usize, op: Op, key: u32) -> bool {
+        use Kind::*;
+        let k = key as i32;
+        let masked = op.lo() ^ k;
         let d = MAP[op.dst as usize % 11];
-        let s = MAP[op.src as usize % 11];
+        match op.kind {
+            LdImm64 => {
+                let k64 = (key as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                asm!(self.a
+                    ; mov Rq(d), QWORD (op.imm ^ k64) as i64
+                    ; mov r11, QWORD k64 as i64
+                    ; xor Rq(d), r11
+                );
+                true
+            }
+            StB | StH | StW | StDW | FpStB | FpStH | FpStW | FpStDW => {
+                let size = match op.kind {
+                    StB | FpStB => 1,
+                    StH | FpStH => 2,
+                    StW | FpStW => 4,
+                    _ => 8,
+                };
+                let fp = matches!(op.kind, FpStB | FpStH | FpStW | FpStDW);
+                if fp {
+                    asm!(self.a; lea r10, [rbp + op.aux]);
+                } else {
+                    self.checked(d, op.aux, size, true, pc);
+                }
+                asm!(self.a; mov r11, masked; xor r11, k);
+                match size {
+                    1 => asm!(self.a; mov BYTE [r10], r11b),
+                    2 => asm!(self.a; mov WORD [r10], r11w),
+                    4 => asm!(self.a; mov DWORD [r10], r11d),
+                    _ => asm!(self.a; mov QWORD [r10], r11),
+                }
+                true
+            }
+            LdAbsB | LdAbsH | LdAbsW | LdIndB | LdIndH | LdIndW => {
+                self.packet_load(pc, &op);
+                true
+            }
+            kind => match register_form(kind) {
+                Some(reg) => {
+                    asm!(self.a; mov r11, masked; xor r11, k);
+                    self.emit_op(pc, op.with_kind(reg), R11);
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+
+    /// Emits `op`, whose register operand (if any) is in `s`.
+    fn emit_op(&mut self, pc: usize, op: Op, s: u8) {
+        use Kind::*;
+        let d = MAP[op.dst as usize % 11];
         // ALU immediates: the low 32 bits; the 64-bit forms sign-extend them,
         // as x86 does with imm32.
         let i = op.imm as i32;
@@ -743,14 +814,22 @@ impl Emitter<'_> {
             label: miss,
             delta: op.hi(),
         });
-        if matches!(op.kind, LdIndB | LdIndH | LdIndW) {
+        let ind = matches!(op.kind, LdIndB | LdIndH | LdIndW);
+        if ind {
             let s = MAP[op.src as usize % 11];
-            asm!(self.a
-                ; movsxd r10, Rd(s)
-                ; add r10, op.lo()
-            );
-        } else {
-            asm!(self.a; mov r10, op.lo());
+            asm!(self.a; movsxd r10, Rd(s));
+        }
+        match (self.blind, ind) {
+            (None, true) => asm!(self.a; add r10, op.lo()),
+            (None, false) => asm!(self.a; mov r10, op.lo()),
+            (Some(key), true) => {
+                let k = key as i32;
+                asm!(self.a; mov r11, op.lo() ^ k; xor r11, k; add r10, r11);
+            }
+            (Some(key), false) => {
+                let k = key as i32;
+                asm!(self.a; mov r10, op.lo() ^ k; xor r10, k);
+            }
         }
         let check = self.check[0][log2(size)];
         let fail = self.oob_stub(pc, size, false);
@@ -1007,6 +1086,59 @@ enum Shift {
     Shl,
     Shr,
     Sar,
+}
+
+/// The register-operand kind computing what an immediate-operand kind
+/// computes, for blinding. Shifts are left out: their counts are 6 bits.
+fn register_form(k: Kind) -> Option<Kind> {
+    use Kind::*;
+    Some(match k {
+        Add64I => Add64R,
+        Sub64I => Sub64R,
+        Mul64I => Mul64R,
+        Div64I => Div64R,
+        SDiv64I => SDiv64R,
+        Or64I => Or64R,
+        And64I => And64R,
+        Mod64I => Mod64R,
+        SMod64I => SMod64R,
+        Xor64I => Xor64R,
+        Mov64I => Mov64R,
+        Add32I => Add32R,
+        Sub32I => Sub32R,
+        Mul32I => Mul32R,
+        Div32I => Div32R,
+        SDiv32I => SDiv32R,
+        Or32I => Or32R,
+        And32I => And32R,
+        Mod32I => Mod32R,
+        SMod32I => SMod32R,
+        Xor32I => Xor32R,
+        Mov32I => Mov32R,
+        Jeq64I => Jeq64R,
+        Jgt64I => Jgt64R,
+        Jge64I => Jge64R,
+        Jset64I => Jset64R,
+        Jne64I => Jne64R,
+        Jsgt64I => Jsgt64R,
+        Jsge64I => Jsge64R,
+        Jlt64I => Jlt64R,
+        Jle64I => Jle64R,
+        Jslt64I => Jslt64R,
+        Jsle64I => Jsle64R,
+        Jeq32I => Jeq32R,
+        Jgt32I => Jgt32R,
+        Jge32I => Jge32R,
+        Jset32I => Jset32R,
+        Jne32I => Jne32R,
+        Jsgt32I => Jsgt32R,
+        Jsge32I => Jsge32R,
+        Jlt32I => Jlt32R,
+        Jle32I => Jle32R,
+        Jslt32I => Jslt32R,
+        Jsle32I => Jsle32R,
+        _ => return None,
+    })
 }
 
 /// (condition, or None for JSET; 64-bit; register operand) of a jump kind.

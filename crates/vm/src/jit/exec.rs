@@ -49,6 +49,13 @@ impl ExecMem {
         Ok(mem)
     }
 
+    /// The first `len` bytes of the mapping.
+    pub(super) fn bytes(&self, len: usize) -> &[u8] {
+        // SAFETY: the mapping is readable, at least `len` bytes when `len`
+        // is the code's length, and immutable while `self` lives.
+        unsafe { std::slice::from_raw_parts(self.ptr, len.min(self.len)) }
+    }
+
     pub(super) fn addr(&self) -> usize {
         self.ptr as usize
     }

@@ -146,13 +146,16 @@ impl TEntry {
     }
 }
 
-/// Why a [`Jit`] could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum JitError {
-    #[error(transparent)]
-    Load(#[from] LoadError),
-    #[error("cannot map executable memory for the JIT: {0}")]
-    ExecMemory(#[source] std::io::Error),
+/// How the JIT compiles.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JitOptions {
+    /// Constant blinding, as the kernel's `bpf_jit_harden`: every immediate
+    /// of an ALU operation, jump, store or 64-bit load reaches the machine
+    /// code only xored with a random key drawn for this compilation (and
+    /// the key as a separate constant), so a program's constants cannot
+    /// plant chosen bytes in executable memory. Shift counts (6 bits) are
+    /// left as they are.
+    pub blinding: bool,
 }
 
 /// The program a JIT runs: borrowed, or shared by reference count.
@@ -197,37 +200,44 @@ pub struct Jit<'p> {
 
 impl<'p> Jit<'p> {
     /// Compiles a program bound to a helper registry. Fails if the program
-    /// calls a helper the registry lacks.
-    ///
-    /// # Panics
-    /// If the system refuses executable memory ([`Self::try_new`] reports
-    /// it instead).
+    /// calls a helper the registry lacks, or the system refuses executable
+    /// memory.
     pub fn new(prog: &'p Program, helpers: &Helpers) -> Result<Self, LoadError> {
-        Self::with(ProgRef::Borrowed(prog), helpers).map_err(unwrap_load)
+        Self::with(ProgRef::Borrowed(prog), helpers, JitOptions::default())
     }
 
-    /// Like [`Self::new`], reporting executable-memory failures.
-    pub fn try_new(prog: &'p Program, helpers: &Helpers) -> Result<Self, JitError> {
-        Self::with(ProgRef::Borrowed(prog), helpers)
+    /// Like [`Self::new`], with options.
+    pub fn with_options(
+        prog: &'p Program,
+        helpers: &Helpers,
+        options: JitOptions,
+    ) -> Result<Self, LoadError> {
+        Self::with(ProgRef::Borrowed(prog), helpers, options)
     }
 
-    /// Like [`Self::new`], for a program shared by reference count.
-    pub fn shared(prog: Arc<Program>, helpers: &Helpers) -> Result<Jit<'static>, LoadError> {
-        Jit::with(ProgRef::Shared(prog), helpers).map_err(unwrap_load)
+    /// Like [`Self::with_options`], for a program shared by reference count.
+    pub fn shared(
+        prog: Arc<Program>,
+        helpers: &Helpers,
+        options: JitOptions,
+    ) -> Result<Jit<'static>, LoadError> {
+        Jit::with(ProgRef::Shared(prog), helpers, options)
     }
 
-    fn with(prog: ProgRef<'p>, helpers: &Helpers) -> Result<Self, JitError> {
+    fn with(prog: ProgRef<'p>, helpers: &Helpers, options: JitOptions) -> Result<Self, LoadError> {
         for &(pc, id) in prog.helper_calls() {
             if helpers.get(id).is_none() {
-                return Err(LoadError::UnknownHelper { pc, id }.into());
+                return Err(LoadError::UnknownHelper { pc, id });
             }
         }
         let tramps = emit::Tramps {
             helper: helper_tramp as *const () as usize,
             atomic: atomic_tramp as *const () as usize,
         };
-        let compiled = emit::compile(&prog.ops, &tramps);
-        let code = exec::ExecMem::new(&compiled.code).map_err(JitError::ExecMemory)?;
+        let blind = options.blinding.then(blinding_key);
+        let compiled = emit::compile(&prog.ops, &tramps, blind);
+        let code =
+            exec::ExecMem::new(&compiled.code).map_err(|e| LoadError::ExecMemory(e.to_string()))?;
         Ok(Jit {
             prog,
             code,
@@ -260,6 +270,11 @@ impl<'p> Jit<'p> {
     /// Bytes of machine code.
     pub fn code_len(&self) -> usize {
         self.code_len
+    }
+
+    /// The machine code, as it runs.
+    pub fn machine_code(&self) -> &[u8] {
+        self.code.bytes(self.code_len)
     }
 
     /// As [`crate::Interpreter::run`]: `r1` points at `mem` (0 when empty),
@@ -424,11 +439,19 @@ impl<'p> Jit<'p> {
     }
 }
 
-fn unwrap_load(e: JitError) -> LoadError {
-    match e {
-        JitError::Load(e) => e,
-        JitError::ExecMemory(e) => panic!("cannot map executable memory for the JIT: {e}"),
+/// A fresh random key for constant blinding (from the kernel's random
+/// pool; the std hasher's random keys where getrandom fails).
+fn blinding_key() -> u32 {
+    let mut key = [0u8; 4];
+    // SAFETY: `key` is writable for its length.
+    let n = unsafe { libc::getrandom(key.as_mut_ptr().cast(), key.len(), 0) };
+    if n == key.len() as isize {
+        return u32::from_ne_bytes(key);
     }
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_usize(&key as *const _ as usize);
+    h.finish() as u32
 }
 
 /// A run in progress: the context the code sees, then what the trampolines
