@@ -2,7 +2,8 @@
 """Seeds the fuzz corpora from the bpf_conformance suite and the benchmark
 programs: corpus/asm_text gets every `-- asm` section (conformance dialect),
 corpus/interp_bytes gets each vector as the interp_bytes target reads it
-(one byte of slot count, the program, then the memory).
+(one byte of slot count, the program, then the memory), corpus/jit_diff the
+same with the blinding byte after the count (once plain, once blinded).
 
 Assembly goes through the `bpfkit` binary: build it first with
 `cargo build -p bpfkit-cli` in the repository root.
@@ -24,8 +25,9 @@ tests = pathlib.Path(
 bpfkit = root / "target/debug/bpfkit"
 asm_dir = here / "corpus/asm_text"
 interp_dir = here / "corpus/interp_bytes"
-asm_dir.mkdir(parents=True, exist_ok=True)
-interp_dir.mkdir(parents=True, exist_ok=True)
+jit_dir = here / "corpus/jit_diff"
+for d in (asm_dir, interp_dir, jit_dir):
+    d.mkdir(parents=True, exist_ok=True)
 
 
 def sections(text):
@@ -63,9 +65,12 @@ for f in sorted(tests.glob("*.data")):
         prog = None
     if prog:
         mem = bytes.fromhex(" ".join(l for l in sec.get("mem", []) if not l.strip().startswith("#")))
-        (interp_dir / (f.stem + ".bin")).write_bytes(bytes([min(len(prog) // 8, 255)]) + prog + mem)
+        count = bytes([min(len(prog) // 8, 255)])
+        (interp_dir / (f.stem + ".bin")).write_bytes(count + prog + mem)
+        for blind in (0, 1):
+            (jit_dir / f"{f.stem}.{blind}.bin").write_bytes(count + bytes([blind]) + prog + mem)
         n += 1
 for p in sorted((root / "crates/vm/benches/programs").glob("*.asm")):
     (asm_dir / ("bench_" + p.name)).write_text(p.read_text())
-print(f"{len(list(asm_dir.iterdir()))} asm_text seeds, {n} interp_bytes seeds"
+print(f"{len(list(asm_dir.iterdir()))} asm_text seeds, {n} interp_bytes seeds, {2 * n} jit_diff seeds"
       + ("" if bpfkit.exists() else f" ({bpfkit} missing: raw sections only)"))

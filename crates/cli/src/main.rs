@@ -1,7 +1,7 @@
 use anyhow::{bail, Context, Result};
 use bpfkit_cli::{parse_hex, read_program};
 use bpfkit_isa::{disasm, slots_to_bytes, Dialect};
-use bpfkit_vm::{Interpreter, Program};
+use bpfkit_vm::{Executor, Program};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -246,7 +246,8 @@ fn run(cli: Cli) -> Result<()> {
             let prog =
                 Program::new(&slots).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let helpers = bpfkit_vm::helpers::conformance();
-            let mut vm = Interpreter::new(&prog, &helpers)
+            let mode = load.exec.mode()?;
+            let mut vm = Executor::new(&prog, &helpers, mode)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             vm.set_budget(budget);
             let start = Instant::now();
@@ -256,7 +257,7 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(o) => {
                     println!("r0 = {:#x} ({})", o.r0, o.r0 as i64);
                     println!("instructions executed: {}", o.insns);
-                    println!("time: {elapsed:?}");
+                    println!("time: {elapsed:?} ({})", mode.name());
                     if dump_mem && !memory.is_empty() {
                         let hex: Vec<String> = memory.iter().map(|b| format!("{b:02x}")).collect();
                         println!("memory: {}", hex.join(" "));

@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use bpfkit::compare;
-use bpfkit::{Engine, Loaded, Object};
+use bpfkit::{Engine, ExecMode, Loaded, Object};
 use bpfkit_cli::parse_hex;
 use bpfkit_cli::pcap_io::{self, Packet};
 use clap::{Args, ValueEnum};
@@ -31,12 +31,54 @@ impl EngineArg {
     }
 }
 
+/// How the VM executes programs (shared by every command that runs one).
+#[derive(Args, Clone, Debug, Default)]
+pub struct ExecArgs {
+    /// Run programs in the VM's x86-64 JIT (the default on x86-64 Linux).
+    #[arg(long, conflicts_with = "interpret")]
+    pub jit: bool,
+    /// Run programs in the VM's interpreter (the default elsewhere).
+    #[arg(long)]
+    pub interpret: bool,
+    /// JIT with constant blinding: no immediate of the program appears in
+    /// the machine code.
+    #[arg(long, conflicts_with = "interpret")]
+    pub blinding: bool,
+}
+
+impl ExecArgs {
+    pub fn mode(&self) -> Result<ExecMode> {
+        if self.interpret {
+            return Ok(ExecMode::Interpret);
+        }
+        if (self.jit || self.blinding) && !ExecMode::JIT_AVAILABLE {
+            bail!("--jit: the JIT compiles for x86-64 Linux only; use --interpret on this host");
+        }
+        Ok(match ExecMode::host_default() {
+            ExecMode::Interpret if !self.jit && !self.blinding => ExecMode::Interpret,
+            _ => ExecMode::Jit {
+                blinding: self.blinding,
+            },
+        })
+    }
+}
+
+/// An engine's name in reports: the VM's says how it executes.
+pub fn engine_label(engine: Engine, mode: ExecMode) -> String {
+    match engine {
+        Engine::Vm => format!("Vm engine ({})", mode.name()),
+        Engine::Kernel => "Kernel engine".to_string(),
+    }
+}
+
 /// How an object is loaded and prepared (shared by `run` and `maps`).
 #[derive(Args, Clone, Debug)]
 pub struct LoadArgs {
     /// Engine to run in.
     #[arg(long, value_enum, default_value = "vm")]
     pub engine: EngineArg,
+    #[command(flatten)]
+    pub exec: ExecArgs,
     /// Set a global before load: NAME=HEX, the bytes in memory order.
     #[arg(long = "global", value_name = "NAME=HEX")]
     pub globals: Vec<String>,
@@ -90,6 +132,7 @@ fn what_form(what: &str) -> &'static str {
 /// Opens, configures and loads the object in each engine asked for.
 pub fn load(path: &PathBuf, args: &LoadArgs) -> Result<Vec<Loaded>> {
     let mut obj = Object::open(path)?;
+    obj.set_exec_mode(args.exec.mode()?);
     for g in &args.globals {
         let (name, hex) = split_once(g, '=', "--global", g)?;
         let bytes = parse_hex(hex).with_context(|| format!("--global {name}"))?;
@@ -339,12 +382,16 @@ pub fn run(
     }
 
     if args.json {
+        let exec = load_args.exec.mode()?;
         let per_engine: Vec<Value> = engines
             .iter()
             .zip(&verdicts)
             .zip(&results)
             .map(|((e, v), per)| {
                 let mut o = json!({ "engine": format!("{e:?}").to_lowercase(), "verdicts": v });
+                if *e == Engine::Vm {
+                    o["exec"] = json!(exec.name());
+                }
                 if args.packets {
                     o["packets"] = per
                         .iter()
@@ -385,7 +432,8 @@ pub fn run(
                 .map(|r| r.duration_ns)
                 .collect();
             let avg = ran.iter().sum::<u64>() / ran.len().max(1) as u64;
-            println!("{e:?} engine: {avg} ns per run on average");
+            let label = engine_label(*e, load_args.exec.mode()?);
+            println!("{label}: {avg} ns per run on average");
             for (name, n) in v {
                 println!("  {name:<16} {n}");
             }
@@ -484,7 +532,8 @@ fn run_on_context(
             "object": path.display().to_string(),
             "program": program,
             "engines": retvals.iter().map(|(e, r0, _)| json!({
-                "engine": format!("{e:?}").to_lowercase(), "r0": r0
+                "engine": format!("{e:?}").to_lowercase(), "r0": r0,
+                "exec": (*e == Engine::Vm).then(|| load_args.exec.mode().map(|m| m.name()).ok()),
             })).collect::<Vec<_>>(),
             "maps": maps_json,
             "differences": differences,
@@ -492,7 +541,8 @@ fn run_on_context(
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         for (e, r0, after) in &retvals {
-            println!("{e:?} engine: r0 = {r0:#x} ({})", *r0 as i64);
+            let label = engine_label(*e, load_args.exec.mode()?);
+            println!("{label}: r0 = {r0:#x} ({})", *r0 as i64);
             if after.as_slice() != ctx {
                 println!("  context after the run: {}", hex(after));
             }

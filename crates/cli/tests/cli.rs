@@ -71,6 +71,69 @@ fn asm_then_disasm_then_run() {
     );
 }
 
+/// `--interpret`, `--jit` and `--blinding` pick how the VM executes; each
+/// gives the same result, the same count and the same errors, and says which
+/// ran.
+#[test]
+fn run_in_each_execution_mode() {
+    let d = tmpdir("modes");
+    let src = d.join("prime.asm");
+    std::fs::write(
+        &src,
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/prime.asm"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let oob = d.join("oob.asm");
+    std::fs::write(&oob, "ldxdw %r0, [%r1+8]\nexit\n").unwrap();
+    let mut modes: Vec<(&[&str], &str)> = vec![(&["--interpret"], "(interpreter)")];
+    if bpfkit_vm::ExecMode::JIT_AVAILABLE {
+        modes.push((&["--jit"], "(jit)"));
+        modes.push((&["--blinding"], "(jit+blinding)"));
+        modes.push((&[], "(jit)"));
+    } else {
+        modes.push((&[], "(interpreter)"));
+        let out = bpfkit(&["run", src.to_str().unwrap(), "--jit"]);
+        assert!(
+            stderr(&out).contains("x86-64 Linux only"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let mut seen = Vec::new();
+    for (flags, label) in modes {
+        let mut args = vec!["run", src.to_str().unwrap(), "--mem-hex", "e8 03 00 00"];
+        args.extend_from_slice(flags);
+        let out = bpfkit(&args);
+        assert!(out.status.success(), "{flags:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("r0 = 0xa8 (168)"), "{flags:?}: {text}");
+        assert!(text.contains(label), "{flags:?}: {text}");
+        seen.push(text.lines().nth(1).unwrap().to_string());
+        let mut args = vec!["run", oob.to_str().unwrap(), "--mem-hex", "00"];
+        args.extend_from_slice(flags);
+        let out = bpfkit(&args);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("oob.asm: instruction 0: read of 8 bytes"),
+            "{flags:?}: {}",
+            stderr(&out)
+        );
+    }
+    // The same instruction count in every mode.
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+    let out = bpfkit(&["run", src.to_str().unwrap(), "--interpret", "--jit"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot be used with"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn run_dump_mem_shows_stores() {
     let d = tmpdir("dump");
@@ -219,23 +282,36 @@ fn plugin(mem: &[u8], program: &[RawInsn], extra: &[&str]) -> Output {
 }
 
 /// The plugin protocol, driven exactly as the public runner drives it, over
-/// the whole suite.
+/// the whole suite: interpreter, JIT, JIT with blinding, and the default.
 #[test]
 fn plugin_passes_the_conformance_suite() {
     let files = testfile::list(&testfile::suite_dir()).unwrap();
     assert!(files.len() >= 313);
-    let mut failures = Vec::new();
-    for path in &files {
-        let Parsed::Test(t) = testfile::load(path).unwrap() else {
-            panic!("{}: skipped", path.display())
-        };
-        let out = plugin(&t.mem, &t.program, &["--interpret"]);
-        let got = u64::from_str_radix(stdout(&out).trim().trim_start_matches("0x"), 16).ok();
-        if !out.status.success() || got != t.result {
-            failures.push(format!("{}: {:?} {}", t.name, got, stdout(&out)));
-        }
+    let mut modes: Vec<&[&str]> = vec![&["--interpret"], &[]];
+    if bpfkit_vm::ExecMode::JIT_AVAILABLE {
+        modes.extend([&["--jit"][..], &["--jit", "--blinding"][..]]);
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for mode in modes {
+        let mut failures = Vec::new();
+        let mut passed = 0;
+        for path in &files {
+            let Parsed::Test(t) = testfile::load(path).unwrap() else {
+                panic!("{}: skipped", path.display())
+            };
+            let out = plugin(&t.mem, &t.program, mode);
+            let got = u64::from_str_radix(stdout(&out).trim().trim_start_matches("0x"), 16).ok();
+            if !out.status.success() || got != t.result {
+                failures.push(format!("{}: {:?} {}", t.name, got, stdout(&out)));
+            } else {
+                passed += 1;
+            }
+        }
+        assert!(failures.is_empty(), "{mode:?}: {}", failures.join("\n"));
+        println!(
+            "plugin {mode:?}: passed {passed} out of {} tests",
+            files.len()
+        );
+    }
 }
 
 #[test]
@@ -261,6 +337,18 @@ fn plugin_reports_errors_with_nonzero_exit() {
         "{}",
         stdout(&out)
     );
+    if bpfkit_vm::ExecMode::JIT_AVAILABLE {
+        let out = plugin(&[1, 2], &prog, &["--jit"]);
+        assert!(!out.status.success());
+        assert!(
+            stdout(&out).contains("instruction 0: read of 8 bytes"),
+            "{}",
+            stdout(&out)
+        );
+    }
+    let out = plugin(&[1], &prog, &["--interpret", "--blinding"]);
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("--blinding is a JIT option"));
     // Unknown option.
     let out = plugin(&[1], &prog, &["--bogus"]);
     assert!(!out.status.success());

@@ -129,6 +129,40 @@ fn blocklist_over_the_corpus_in_the_vm() {
     assert_eq!(kept.iter().map(|p| &p.data).collect::<Vec<_>>(), expected);
 }
 
+/// The interpreter and the JIT (with and without blinding) give the same
+/// verdicts and maps over the corpus, and the report says which ran.
+#[test]
+fn objects_run_the_same_interpreted_and_compiled() {
+    let mut modes: Vec<(&str, &str)> = vec![("--interpret", "interpreter")];
+    if bpfkit_vm::ExecMode::JIT_AVAILABLE {
+        modes.push(("--jit", "jit"));
+        modes.push(("--blinding", "jit+blinding"));
+    }
+    let mut docs = Vec::new();
+    for (flag, name) in modes {
+        let mut doc = json(&[
+            "run",
+            &example("xdp_proto_count"),
+            "--pcap",
+            &corpus(),
+            flag,
+            "--json",
+        ]);
+        assert_eq!(doc["engines"][0]["exec"], name, "{flag}");
+        doc["engines"][0]["exec"] = Value::Null;
+        docs.push(doc);
+    }
+    assert!(
+        docs[0]["engines"][0]["verdicts"]["XDP_PASS"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    for d in &docs[1..] {
+        assert_eq!(d, &docs[0]);
+    }
+}
+
 #[test]
 fn tc_rewrite_is_written_out_rewritten() {
     let out = std::env::temp_dir().join(format!("bpfkit-nat-{}.pcap", std::process::id()));

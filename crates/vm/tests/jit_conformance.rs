@@ -1,10 +1,11 @@
 //! Runs the whole bpf_conformance suite through the JIT, with the
 //! environment the suite assumes (r1/r2 = memory and length, helper 5), and
-//! checks the JIT agrees with the interpreter on every vector.
+//! checks the JIT, with and without constant blinding, agrees with the
+//! interpreter on every vector.
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
 use bpfkit_isa::testfile::{self, Parsed};
-use bpfkit_vm::{Interpreter, Jit, Program};
+use bpfkit_vm::{Interpreter, Jit, JitOptions, Program};
 
 #[test]
 fn all_conformance_vectors_pass() {
@@ -24,11 +25,23 @@ fn all_conformance_vectors_pass() {
             Parsed::Skipped(why) => panic!("{}: skipped: {why}", path.display()),
         };
         let prog = Program::new(&t.program);
-        let outcome = prog.as_ref().map_err(|e| e.to_string()).and_then(|p| {
-            let mut jit = Jit::new(p, &helpers).map_err(|e| e.to_string())?;
-            let mut mem = t.mem.clone();
-            jit.run(&mut mem).map_err(|e| e.to_string())
-        });
+        let jit = |blinding| {
+            prog.as_ref().map_err(|e| e.to_string()).and_then(|p| {
+                let mut jit = Jit::with_options(p, &helpers, JitOptions { blinding })
+                    .map_err(|e| e.to_string())?;
+                let mut mem = t.mem.clone();
+                jit.run(&mut mem).map_err(|e| e.to_string())
+            })
+        };
+        let outcome = jit(false);
+        let blinded = jit(true);
+        if blinded != outcome {
+            failures.push(format!(
+                "{}: blinded jit {:?} != jit {:?}",
+                t.name, blinded, outcome
+            ));
+            continue;
+        }
         // The interpreter on the same input: the same outcome or error.
         let reference = prog.as_ref().map_err(|e| e.to_string()).and_then(|p| {
             let mut vm = Interpreter::new(p, &helpers).map_err(|e| e.to_string())?;

@@ -14,7 +14,9 @@ use bpfkit_isa::{
     AluOp, AtomicOp, ByteOrder, CallKind, Dialect, Instruction, JmpCond, PacketMode, Pseudo,
     RawInsn, Reg, Size, Source, Width,
 };
-use bpfkit_vm::{Entry, HelperError, Helpers, Interpreter, Jit, Outcome, Program, RunEnv, VmError};
+use bpfkit_vm::{
+    Entry, HelperError, Helpers, Interpreter, Jit, JitOptions, Outcome, Program, RunEnv, VmError,
+};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -683,6 +685,7 @@ fn both(
     ro: Option<&[u8]>,
     budget: u64,
     h: &Helpers,
+    blinding: bool,
 ) -> [Runs; 2] {
     let prog = match Program::new(slots) {
         Ok(p) => p,
@@ -736,7 +739,7 @@ fn both(
         };
     }
     let interp = runs!(Interpreter::new(&prog, h));
-    let jit = runs!(Jit::new(&prog, h));
+    let jit = runs!(Jit::with_options(&prog, h, JitOptions { blinding }));
     [interp, jit]
 }
 
@@ -790,11 +793,14 @@ fn jit_agrees_with_the_interpreter_on_random_programs() {
         let mut ro = [0u8; 16];
         crng.fill(&mut ro);
         let ro = crng.chance(1, 2).then_some(&ro[..]);
-        let [a, b] = both(&mut arena, &slots, &init, ro, budget, helpers);
+        // Every other case with constant blinding.
+        let blinding = case % 2 == 1;
+        let [a, b] = both(&mut arena, &slots, &init, ro, budget, helpers, blinding);
         if a != b {
             panic!(
                 "engines disagree (BPFKIT_FUZZ_SEED={seed}, case {case}, case seed \
-                 {case_seed:#x}, budget {budget}, memory {init:02x?}, read-only {ro:02x?})\n\
+                 {case_seed:#x}, budget {budget}, blinding {blinding}, memory {init:02x?}, \
+                 read-only {ro:02x?})\n\
                  interpreter: {a:?}\njit: {b:?}\nprogram:\n{}",
                 bpfkit_isa::disasm::listing(&slots, Dialect::Conformance)
             );
