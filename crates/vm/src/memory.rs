@@ -29,11 +29,15 @@ impl Region {
 #[derive(Clone, Debug, Default)]
 pub struct Regions {
     items: Vec<Region>,
+    /// Moves on every change but the stack's start ([`Self::set_start`]),
+    /// so a copy of the table (the JIT's) knows when to refresh.
+    version: u64,
 }
 
 impl Regions {
     pub fn new() -> Self {
         Regions {
+            version: 0,
             items: Vec::with_capacity(8),
         }
     }
@@ -58,6 +62,7 @@ impl Regions {
 
     fn push(&mut self, start: u64, len: usize, writable: bool) -> u64 {
         if len > 0 {
+            self.version += 1;
             self.items.push(Region {
                 start,
                 end: start + len as u64,
@@ -70,6 +75,7 @@ impl Regions {
     /// Appends a region (one a map or helper already described).
     pub(crate) fn push_region(&mut self, r: Region) {
         if !r.is_empty() {
+            self.version += 1;
             self.items.push(r);
         }
     }
@@ -81,6 +87,7 @@ impl Regions {
 
     /// Replaces region `i` (a packet whose head or tail a helper moved).
     pub(crate) fn set(&mut self, i: usize, r: Region) {
+        self.version += 1;
         self.items[i] = r;
     }
 
@@ -93,7 +100,13 @@ impl Regions {
 
     /// Drops every region after the first `n`.
     pub fn truncate(&mut self, n: usize) {
+        self.version += 1;
         self.items.truncate(n);
+    }
+
+    /// Changes with every change of the table except the stack's start.
+    pub(crate) fn version(&self) -> u64 {
+        self.version
     }
 
     pub fn len(&self) -> usize {

@@ -539,6 +539,7 @@ impl Run<'_> {
         let executed = self.ctx.count + op.hi() as i64;
         let r = &self.ctx.regs;
         let args = [r[1], r[2], r[3], r[4], r[5]];
+        let before = self.regions.version();
         let result = {
             let mut hctx = HelperContext {
                 regions: &mut *self.regions,
@@ -546,7 +547,9 @@ impl Run<'_> {
             };
             f(&mut hctx, args)
         };
-        self.mirror();
+        if self.regions.version() != before {
+            self.mirror();
+        }
         let budget = self.ctx.budget;
         match result {
             Ok(v) => self.ctx.regs[0] = v,
