@@ -62,6 +62,8 @@ const WR_END: i32 = ctx_off::WR_END;
 const PKT_ADDR: i32 = ctx_off::PKT_ADDR;
 const PKT_LEN: i32 = ctx_off::PKT_LEN;
 const SCRATCH: i32 = ctx_off::SCRATCH;
+const HOT_RD: i32 = ctx_off::HOT_RD;
+const HOT_WR: i32 = ctx_off::HOT_WR;
 const SAVED_RSP: i32 = ctx_off::SAVED_RSP;
 const ERR_PC: i32 = ctx_off::ERR_PC;
 const ERR_ADDR: i32 = ctx_off::ERR_ADDR;
@@ -99,6 +101,23 @@ enum Cc {
     Le,
 }
 
+impl Cc {
+    fn inverse(self) -> Cc {
+        match self {
+            Cc::E => Cc::Ne,
+            Cc::Ne => Cc::E,
+            Cc::A => Cc::Be,
+            Cc::Be => Cc::A,
+            Cc::Ae => Cc::B,
+            Cc::B => Cc::Ae,
+            Cc::G => Cc::Le,
+            Cc::Le => Cc::G,
+            Cc::Ge => Cc::L,
+            Cc::L => Cc::Ge,
+        }
+    }
+}
+
 /// Out-of-line code, emitted after the body.
 enum Cold {
     /// A taken jump that moves the count: add, budget check, then jump.
@@ -132,6 +151,13 @@ enum Cold {
     AtomicSlow {
         label: DynamicLabel,
         pc: usize,
+        resume: DynamicLabel,
+    },
+    /// An access that missed the hot entry: the full check, then back.
+    Check {
+        label: DynamicLabel,
+        check: DynamicLabel,
+        fail: DynamicLabel,
         resume: DynamicLabel,
     },
     /// LD_ABS/LD_IND outside the packet: the program ends with r0 = 0.
@@ -275,16 +301,30 @@ impl Emitter<'_> {
         label
     }
 
-    /// r10 = address; calls the bounds check of `size` bytes and leaves to
-    /// the out-of-bounds exit of `pc` when no region holds them.
+    /// r10 = address; checks `size` bytes there and leaves to the
+    /// out-of-bounds exit of `pc` when no region holds them. Inline: the
+    /// entry the last check of this direction hit; else the full check.
     fn checked(&mut self, base: u8, off: i32, size: usize, write: bool, pc: usize) {
-        let check = self.check[write as usize][log2(size)];
+        let k = log2(size);
+        let check = self.check[write as usize][k];
         let fail = self.oob_stub(pc, size, write);
+        let label = self.label();
+        let resume = self.label();
+        let hot = if write { HOT_WR } else { HOT_RD };
         asm!(self.a
             ; lea r10, [Rq(base) + off]
-            ; call =>check
-            ; jne =>fail
+            ; cmp r10, [r12 + hot + 8 * k as i32]
+            ; jb =>label
+            ; cmp r10, [r12 + hot + 32 + 8 * k as i32]
+            ; ja =>label
+            ; =>resume
         );
+        self.cold.push(Cold::Check {
+            label,
+            check,
+            fail,
+            resume,
+        });
     }
 
     fn op(&mut self, pc: usize) {
@@ -647,6 +687,21 @@ impl Emitter<'_> {
                 asm!(self.a; jmp =>tl);
             }
             Some(cc) if delta == 0 => self.jcc(cc, tl),
+            // A loop's back edge, taken on most runs of it: inline, behind
+            // the inverse condition, so each trip takes one branch.
+            Some(cc) if target <= pc => {
+                let skip = self.label();
+                self.jcc(cc.inverse(), skip);
+                asm!(self.a; add r9, delta);
+                if delta > 0 {
+                    let b = self.budget_stub(pc);
+                    asm!(self.a
+                        ; cmp r9, [r12 + BUDGET]
+                        ; jge =>b
+                    );
+                }
+                asm!(self.a; jmp =>tl; =>skip);
+            }
             Some(cc) => {
                 let label = self.label();
                 self.cold.push(Cold::Edge {
@@ -906,6 +961,19 @@ impl Emitter<'_> {
                         ; jmp =>resume
                     );
                 }
+                Cold::Check {
+                    label,
+                    check,
+                    fail,
+                    resume,
+                } => {
+                    asm!(self.a
+                        ; =>label
+                        ; call =>check
+                        ; jne =>fail
+                        ; jmp =>resume
+                    );
+                }
                 Cold::PacketMiss { label, delta } => {
                     asm!(self.a
                         ; =>label
@@ -974,13 +1042,15 @@ impl Emitter<'_> {
     }
 
     /// Whether r10 .. r10 + 2^k lies in one region (writable for `write`):
-    /// ZF set if so. The stack region is [rbp - FRAME_SIZE, stack top) (the
+    /// ZF set if so. A table entry that holds it is copied into the hot
+    /// entry of its direction (xmm0 is scratch: eBPF code never uses it). The stack region is [rbp - FRAME_SIZE, stack top) (the
     /// current frame and its callers', as the interpreter's region 0);
     /// the others are scanned from the context's table, whose entries hold
     /// the first and last valid address for each access size.
     fn check_routine(&mut self, write: bool, k: usize) {
         let l = self.check[write as usize][k];
         let (tab, tab_end) = if write { (WR, WR_END) } else { (RD, RD_END) };
+        let hot = if write { HOT_WR } else { HOT_RD };
         let first = 8 * k as i32;
         let last = 32 + 8 * k as i32;
         asm!(self.a
@@ -998,10 +1068,19 @@ impl Emitter<'_> {
             ; cmp r10, [r11 + first]
             ; jb >next
             ; cmp r10, [r11 + last]
-            ; jbe >ok
+            ; jbe >hit
             ; next:
             ; add r11, TENTRY
             ; jmp <scan
+            ; hit:
+            ; movdqu xmm0, [r11]
+            ; movdqu [r12 + hot], xmm0
+            ; movdqu xmm0, [r11 + 16]
+            ; movdqu [r12 + hot + 16], xmm0
+            ; movdqu xmm0, [r11 + 32]
+            ; movdqu [r12 + hot + 32], xmm0
+            ; movdqu xmm0, [r11 + 48]
+            ; movdqu [r12 + hot + 48], xmm0
             ; ok:
             ; cmp r11, r11
             ; ret

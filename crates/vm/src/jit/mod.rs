@@ -76,6 +76,12 @@ struct Ctx {
     pkt_addr: u64,
     pkt_len: u64,
     scratch: u64,
+    /// Copies of the table entries the last full check of a read and of a
+    /// write found the access in (at first, entries nothing fits in): the
+    /// code tests an access against them inline before it calls the full
+    /// check.
+    hot_rd: TEntry,
+    hot_wr: TEntry,
     saved_rsp: u64,
     err_pc: u64,
     err_addr: u64,
@@ -107,6 +113,8 @@ mod ctx_off {
     pub const PKT_ADDR: i32 = offset_of!(Ctx, pkt_addr) as i32;
     pub const PKT_LEN: i32 = offset_of!(Ctx, pkt_len) as i32;
     pub const SCRATCH: i32 = offset_of!(Ctx, scratch) as i32;
+    pub const HOT_RD: i32 = offset_of!(Ctx, hot_rd) as i32;
+    pub const HOT_WR: i32 = offset_of!(Ctx, hot_wr) as i32;
     pub const SAVED_RSP: i32 = offset_of!(Ctx, saved_rsp) as i32;
     pub const ERR_PC: i32 = offset_of!(Ctx, err_pc) as i32;
     pub const ERR_ADDR: i32 = offset_of!(Ctx, err_addr) as i32;
@@ -130,6 +138,11 @@ struct TEntry {
 }
 
 impl TEntry {
+    const NONE: TEntry = TEntry {
+        first: [u64::MAX; 4],
+        last: [0; 4],
+    };
+
     fn of(r: &Region) -> TEntry {
         let mut e = TEntry {
             first: [u64::MAX; 4],
@@ -371,6 +384,8 @@ impl<'p> Jit<'p> {
             pkt_addr: packet.0,
             pkt_len: packet.1,
             scratch: 0,
+            hot_rd: TEntry::NONE,
+            hot_wr: TEntry::NONE,
             saved_rsp: 0,
             err_pc: 0,
             err_addr: 0,
@@ -511,6 +526,9 @@ impl Run<'_> {
         self.ctx.rd_end = self.rd.as_ptr_range().end;
         self.ctx.wr = self.wr.as_ptr();
         self.ctx.wr_end = self.wr.as_ptr_range().end;
+        // The regions may have changed: none is hot until the next check.
+        self.ctx.hot_rd = TEntry::NONE;
+        self.ctx.hot_wr = TEntry::NONE;
     }
 
     fn fail(&mut self, e: VmError) -> u64 {
