@@ -19,6 +19,7 @@ declare -A needs=(
     [libbpf-dev]=/usr/include/bpf/bpf_helpers.h
     [iproute2]=/usr/sbin/ip
     [iputils-ping]=/usr/bin/ping
+    [systemtap-sdt-dev]=/usr/bin/dtrace
 )
 missing=()
 for pkg in "${!needs[@]}"; do

@@ -20,6 +20,7 @@
 
 pub mod caps;
 pub mod events;
+pub mod kconfig;
 mod log;
 pub mod maps;
 
@@ -41,6 +42,7 @@ pub mod pin;
 mod probe;
 pub mod setup;
 pub mod sys;
+pub mod usdt;
 
 pub use log::VerifierLog;
 pub use probe::{probe, Unavailable};

@@ -23,6 +23,14 @@ pub enum ObjectError {
     },
     #[error("loading the object: {0}")]
     Load(String),
+    /// Preparing the object for the kernel (its `__kconfig` externs).
+    #[error("loading the object: {0}")]
+    Prepare(bpfkit_object::ObjectError),
+    #[error("program `{program}`: {error}")]
+    Usdt {
+        program: String,
+        error: Box<crate::usdt::UsdtError>,
+    },
     #[error("the object has no program `{0}`")]
     NoProgram(String),
     #[error("the object has no map `{0}`")]
@@ -92,6 +100,18 @@ pub enum Attach<'a> {
         symbol: Option<&'a str>,
         offset: u64,
         pid: Option<u32>,
+    },
+    /// `usdt`: every call site of the USDT probe `provider:name` in an
+    /// executable or library, in every process or only in `pid`, as libbpf's
+    /// `bpf_program__attach_usdt` (for programs using `<bpf/usdt.bpf.h>`);
+    /// `cookie` is what `bpf_usdt_cookie()` returns. Probes guarded by a
+    /// semaphore have it counted while attached.
+    Usdt {
+        target: &'a Path,
+        provider: &'a str,
+        name: &'a str,
+        pid: Option<u32>,
+        cookie: u64,
     },
     /// `perf_event`: CPU-clock sampling at `frequency` Hz on every online CPU.
     CpuClock { frequency: u64 },
@@ -191,27 +211,46 @@ impl ObjectLoader {
 
     /// Creates the maps and relocates the programs (nothing is verified yet:
     /// programs load when attached or through [`KernelObject::load_program`]).
+    /// `__kconfig` externs get the running kernel's values
+    /// ([`crate::kconfig`]).
     pub fn load(&self) -> Result<KernelObject, ObjectError> {
         let mut loader = EbpfLoader::new();
         for (name, value) in &self.globals {
             loader.override_global(name.as_str(), value.as_slice(), true);
         }
+        let config = |name: &str| crate::kconfig::KernelConfig::running().get(name);
+        let bytes = bpfkit_object::kernel_object(
+            &self.bytes,
+            bpfkit_object::KconfigValues::Lookup(&config),
+        )
+        .map_err(ObjectError::Prepare)?;
         let ebpf = loader
-            .load(&bpfkit_object::kernel_section_names(&self.bytes))
+            .load(&bytes)
             .map_err(|e| ObjectError::Load(error_chain(&e)))?;
         Ok(KernelObject {
             ebpf,
-            bytes: self.bytes.clone(),
+            bytes: bytes.into_owned(),
+            usdt: Usdt::default(),
         })
     }
 }
 
 /// A loaded object. Dropping it detaches its programs and frees its maps.
 pub struct KernelObject {
+    /// USDT uprobes, detached before the programs and maps go.
+    usdt: Usdt,
     ebpf: Ebpf,
-    /// The ELF, to show a rejected program's instructions with bpfkit's own
-    /// disassembler.
+    /// The ELF as loaded, to show a rejected program's instructions with
+    /// bpfkit's own disassembler.
     bytes: Vec<u8>,
+}
+
+/// The USDT attachments of an object: links, and the spec ids handed out
+/// (one per distinct argument spec and cookie, as libbpf shares them).
+#[derive(Default)]
+struct Usdt {
+    links: Vec<crate::usdt::Link>,
+    specs: Vec<[u8; crate::usdt::SPEC_SIZE]>,
 }
 
 /// A verifier rejection: the log, and the instruction it stopped at as
@@ -221,6 +260,11 @@ fn rejected(bytes: &[u8], program: &str, errno: &std::io::Error, log: &str) -> O
     let log = crate::VerifierLog::new(log);
     let at = log.failing_insn().and_then(|pc| {
         let slots = program_slots(bytes, program)?;
+        // The log counts the linked program, subprograms included; only
+        // the function's own slots are at hand here.
+        if pc >= slots.len() {
+            return None;
+        }
         let insn = bpfkit_isa::Instruction::decode(&slots, pc).ok()?;
         Some((
             pc,
@@ -396,6 +440,13 @@ impl KernelObject {
                 }
                 .map_err(fail("attach"))?;
             }
+            Attach::Usdt {
+                target,
+                provider,
+                name,
+                pid,
+                cookie,
+            } => return self.attach_usdt(program, target, provider, name, pid, cookie),
             Attach::CpuClock { frequency } => {
                 return self.attach(
                     program,
@@ -522,6 +573,141 @@ impl KernelObject {
             }
         }
         Ok(())
+    }
+
+    /// [`Attach::Usdt`]: see [`crate::usdt`].
+    fn attach_usdt(
+        &mut self,
+        program: &str,
+        target: &Path,
+        provider: &str,
+        name: &str,
+        pid: Option<u32>,
+        cookie: u64,
+    ) -> Result<(), ObjectError> {
+        use crate::usdt::{Probes, Spec, UsdtError, IP_MAP, SPECS_MAP, SPEC_SIZE};
+        let usdt_err = |error| ObjectError::Usdt {
+            program: program.to_string(),
+            error: Box::new(error),
+        };
+        let probe = format!("{provider}:{name}");
+        let fail = |message: String| {
+            usdt_err(UsdtError::Attach {
+                path: target.to_path_buf(),
+                probe: probe.clone(),
+                message,
+            })
+        };
+        // The kernel resolves the path as given; one absolute path for the
+        // notes and the uprobes.
+        let path = std::fs::canonicalize(target).map_err(|source| {
+            usdt_err(UsdtError::Read {
+                path: target.to_path_buf(),
+                source,
+            })
+        })?;
+        let sites = Probes::read(&path)
+            .and_then(|p| p.targets(provider, name))
+            .map_err(|e| {
+                // Name the path as the caller wrote it.
+                usdt_err(match e {
+                    UsdtError::Read { source, .. } => UsdtError::Read {
+                        path: target.to_path_buf(),
+                        source,
+                    },
+                    e => e,
+                })
+            })?;
+        let specs = self.map(SPECS_MAP).map_err(|_| {
+            fail(format!(
+                "the object has no `{SPECS_MAP}` map: is the program written with <bpf/usdt.bpf.h>?"
+            ))
+        })?;
+        if specs.value_size != SPEC_SIZE {
+            return Err(fail(format!(
+                "`{SPECS_MAP}` values are {} bytes, not the {SPEC_SIZE} of the usdt.bpf.h bpfkit knows",
+                specs.value_size
+            )));
+        }
+        let ips = self.map(IP_MAP).ok();
+        let has_cookie = crate::kconfig::KernelConfig::running()
+            .get("LINUX_HAS_BPF_COOKIE")
+            .as_deref()
+            == Some("y");
+
+        let bytes = &self.bytes;
+        let p = program_as!(self, program, UProbe, "uprobe");
+        if p.fd().is_err() {
+            p.load().map_err(|e| match e {
+                aya::programs::ProgramError::LoadError {
+                    io_error,
+                    verifier_log,
+                } => rejected(bytes, program, &io_error, &verifier_log.to_string()),
+                e => ObjectError::Program {
+                    program: program.to_string(),
+                    action: "load",
+                    message: error_chain(&e),
+                },
+            })?;
+        }
+        let prog_fd = p
+            .fd()
+            .map_err(|e| fail(error_chain(&e)))?
+            .try_clone()
+            .map_err(|e| fail(e.to_string()))?;
+        let mut links = Vec::new();
+        for site in sites {
+            let spec = Spec {
+                args: site.args.clone(),
+                cookie,
+            }
+            .to_bytes();
+            let id = match self.usdt.specs.iter().position(|s| *s == spec) {
+                Some(id) => id,
+                None => {
+                    let id = self.usdt.specs.len();
+                    if id >= specs.max_entries as usize {
+                        return Err(fail(format!(
+                            "`{SPECS_MAP}` is full ({} specs; raise BPF_USDT_MAX_SPEC_CNT)",
+                            specs.max_entries
+                        )));
+                    }
+                    specs
+                        .update(&(id as u32).to_ne_bytes(), &spec, 0)
+                        .map_err(|e| fail(format!("writing spec {id}: {e}")))?;
+                    self.usdt.specs.push(spec);
+                    id
+                }
+            };
+            match (site.ip, &ips) {
+                (Some(ip), Some(ips)) => ips
+                    .update(&ip.to_ne_bytes(), &(id as u32).to_ne_bytes(), 0)
+                    .map_err(|e| fail(format!("writing `{IP_MAP}`: {e}")))?,
+                _ if !has_cookie => {
+                    return Err(fail(
+                        "this kernel has no BPF cookies and the call site's address is only known at run time (a PIE or library)".into(),
+                    ))
+                }
+                _ => {}
+            }
+            let link = crate::usdt::attach_uprobe(
+                std::os::fd::AsFd::as_fd(&prog_fd),
+                &path,
+                site.offset,
+                site.semaphore_offset,
+                pid,
+                id as u64,
+            )
+            .map_err(|e| fail(format!("call site at file offset {:#x}: {e}", site.offset)))?;
+            links.push(link);
+        }
+        self.usdt.links.extend(links);
+        Ok(())
+    }
+
+    /// bpfkit's reading of the object as loaded (`__kconfig` values and all).
+    pub fn object_file(&self) -> Option<bpfkit_object::ObjectFile> {
+        bpfkit_object::parse(&self.bytes).ok()
     }
 
     /// Runs a networking program (XDP, tc, socket filter) once or `repeat`

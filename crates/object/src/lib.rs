@@ -28,14 +28,17 @@
 //! offsets (type existence, enum values from a kernel, ...) keep their local
 //! defaults too.
 //!
-//! Symbols the object does not define (`extern` maps, functions, `__kconfig`
-//! and `__ksym` variables) are errors: there is no kernel to resolve them
-//! against.
+//! libbpf's `__kconfig` externs become a read-only `.rodata.kconfig` map
+//! ([`resolve_kconfig`]); [`parse`] gives them zeros (there is no kernel to
+//! read), the kernel engine the running kernel's values. Other symbols the
+//! object does not define (`extern` maps, functions, `__ksym` variables) are
+//! errors: there is no kernel to resolve them against.
 //!
 //! Nothing here reads the running system (`/sys`, BTF of the kernel).
 
 mod btf;
 mod elf;
+mod kconfig;
 mod kind;
 
 use std::collections::{HashMap, HashSet};
@@ -44,6 +47,10 @@ use aya_obj::{maps::PinningType, EbpfSectionKind, Map};
 use bpfkit_isa::RawInsn;
 
 pub use btf::{BtfInfo, BtfType, DataSecVar, Member};
+pub use kconfig::{
+    encode_kconfig_value, kconfig_externs, kernel_object, resolve_kconfig, KconfigExtern,
+    KconfigKind, KconfigValues, KCONFIG_SECTION,
+};
 pub use kind::ProgramKind;
 
 /// `BPF_MAP_TYPE_*` numbers the VM implements.
@@ -102,6 +109,9 @@ pub enum ObjectError {
         expected: usize,
         got: usize,
     },
+    /// A `__kconfig` extern without a value, or with one its type cannot hold.
+    #[error("kconfig extern `{name}`: {message}")]
+    Kconfig { name: String, message: String },
     /// Linking a program (map references, calls) failed.
     #[error("relocating `{program}`: {message}")]
     Relocation { program: String, message: String },
@@ -330,6 +340,8 @@ fn relocation_error(e: aya_obj::relocation::EbpfRelocationError) -> ObjectError 
 }
 
 fn parse_inner(bytes: &[u8]) -> Result<ObjectFile, ObjectError> {
+    let resolved = resolve_kconfig(bytes, KconfigValues::Zeros)?;
+    let bytes = &resolved[..];
     let info = elf::inspect(bytes)?;
 
     // BTF, with DATASECs completed from the ELF. Read before aya-obj sees
