@@ -1,11 +1,12 @@
 //! Packets per second through the example programs, and map operations from
-//! a program, in the VM against the kernel (BPF_PROG_TEST_RUN with repeat,
-//! timed by the kernel), in the same process on the same packets.
+//! a program, in the VM (interpreter and JIT) against the kernel
+//! (BPF_PROG_TEST_RUN with repeat, timed by the kernel, its JIT), in the same
+//! process on the same packets.
 //!
 //! `cargo bench -p bpfkit --bench engines` (as root for the kernel column).
 //! Prints a Markdown table for BENCHMARKS.md.
 
-use bpfkit::{Engine, Loaded, Object};
+use bpfkit::{Engine, ExecMode, Loaded, Object};
 use std::path::PathBuf;
 
 #[path = "../tests/common/packets.rs"]
@@ -148,17 +149,29 @@ fn main() {
         .collect();
     let one = vec![packets::corpus()[0].1.clone()];
     let repeat = 20_000;
-    println!("| workload | VM ns/run | kernel ns/run | VM/kernel | VM Mpps |");
-    println!("|---|---:|---:|---:|---:|");
+    let jit = ExecMode::JIT_AVAILABLE;
+    println!(
+        "| workload | VM interpreter ns/run | VM JIT ns/run | kernel (JIT) ns/run | VM JIT / kernel | VM JIT Mpps |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
     for c in CASES {
         let path = object(c.object);
-        let obj = Object::open(&path).unwrap();
+        let mut obj = Object::open(&path).unwrap();
         let pkts = if c.ops == 0 { &corpus } else { &one };
-        let mut vm = obj.load(Engine::Vm).unwrap();
         let name = c.name;
         let program = c.program.to_string();
-        (c.setup)(&mut vm);
-        let v = measure(&mut vm, &program, pkts, repeat);
+        let mut in_vm = |mode| {
+            obj.set_exec_mode(mode);
+            let mut vm = obj.load(Engine::Vm).unwrap();
+            (c.setup)(&mut vm);
+            measure(&mut vm, &program, pkts, repeat)
+        };
+        let i = in_vm(ExecMode::Interpret);
+        let v = if jit {
+            in_vm(ExecMode::Jit { blinding: false })
+        } else {
+            f64::NAN
+        };
         let k = if kernel {
             let mut kl = obj.load(Engine::Kernel).unwrap();
             (c.setup)(&mut kl);
@@ -174,7 +187,8 @@ fn main() {
             }
         };
         println!(
-            "| {name} | {} | {} | {} | {:.2} |",
+            "| {name} | {} | {} | {} | {} | {:.2} |",
+            per(i),
             per(v),
             k.map_or("-".into(), per),
             k.map_or("-".into(), |k| format!("{:.2}", v / k)),

@@ -117,6 +117,10 @@ impl Regions {
         self.items.is_empty()
     }
 
+    pub(crate) fn as_slice(&self) -> &[Region] {
+        &self.items
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Region> {
         self.items.iter()
     }

@@ -159,6 +159,16 @@ impl TEntry {
     }
 }
 
+/// The native copies of the region table (the stack aside) the code scans,
+/// and the regions they were built from.
+#[derive(Default)]
+struct Tables {
+    rd: Vec<TEntry>,
+    wr: Vec<TEntry>,
+    from: Vec<Region>,
+    skip0: bool,
+}
+
 /// How the JIT compiles.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JitOptions {
@@ -201,8 +211,7 @@ pub struct Jit<'p> {
     // u64 words so the stack is 8-byte aligned, as atomics on it require.
     stack: Box<[u64]>,
     regions: Regions,
-    rd: Vec<TEntry>,
-    wr: Vec<TEntry>,
+    tables: Tables,
     budget: u64,
     /// Frames the last run entered, cleared before the next run.
     dirty_frames: usize,
@@ -260,8 +269,7 @@ impl<'p> Jit<'p> {
             sparse: helpers.clone(),
             stack: vec![0u64; STACK_SIZE / 8].into_boxed_slice(),
             regions: Regions::new(),
-            rd: Vec::new(),
-            wr: Vec::new(),
+            tables: Tables::default(),
             budget: DEFAULT_BUDGET,
             dirty_frames: 0,
             own_env: None,
@@ -404,8 +412,7 @@ impl<'p> Jit<'p> {
             sparse: &self.sparse,
             regions: &mut self.regions,
             env,
-            rd: &mut self.rd,
-            wr: &mut self.wr,
+            tables: &mut self.tables,
             code: self.code.addr() as u64,
             offsets: &self.offsets,
             stop: None,
@@ -479,8 +486,7 @@ struct Run<'a> {
     sparse: &'a Helpers,
     regions: &'a mut Regions,
     env: &'a mut RunEnv,
-    rd: &'a mut Vec<TEntry>,
-    wr: &'a mut Vec<TEntry>,
+    tables: &'a mut Tables,
     /// Address of the code.
     code: u64,
     offsets: &'a [u32],
@@ -509,23 +515,30 @@ impl Run<'_> {
     /// (region 0) is checked against rbp instead, as its start moves with
     /// every call.
     fn mirror(&mut self) {
-        self.rd.clear();
-        self.wr.clear();
         let stack = self.stack_region();
-        for (i, r) in self.regions.iter().enumerate() {
-            if i == 0 && *r == stack {
-                continue;
+        let regions = self.regions.as_slice();
+        let skip0 = regions.first() == Some(&stack);
+        let t = &mut *self.tables;
+        // Runs of one program on one context see the same regions: the
+        // tables are rebuilt only when the regions differ.
+        if t.skip0 != skip0 || t.from != regions {
+            t.rd.clear();
+            t.wr.clear();
+            for r in &regions[skip0 as usize..] {
+                let e = TEntry::of(r);
+                t.rd.push(e);
+                if r.writable {
+                    t.wr.push(e);
+                }
             }
-            let e = TEntry::of(r);
-            self.rd.push(e);
-            if r.writable {
-                self.wr.push(e);
-            }
+            t.from.clear();
+            t.from.extend_from_slice(regions);
+            t.skip0 = skip0;
         }
-        self.ctx.rd = self.rd.as_ptr();
-        self.ctx.rd_end = self.rd.as_ptr_range().end;
-        self.ctx.wr = self.wr.as_ptr();
-        self.ctx.wr_end = self.wr.as_ptr_range().end;
+        self.ctx.rd = t.rd.as_ptr();
+        self.ctx.rd_end = t.rd.as_ptr_range().end;
+        self.ctx.wr = t.wr.as_ptr();
+        self.ctx.wr_end = t.wr.as_ptr_range().end;
         // The regions may have changed: none is hot until the next check.
         self.ctx.hot_rd = TEntry::NONE;
         self.ctx.hot_wr = TEntry::NONE;
