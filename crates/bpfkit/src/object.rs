@@ -222,6 +222,25 @@ pub fn attach_point(section: &str) -> Result<Attach<'_>, String> {
                 pid: None,
             }
         }
+        "usdt" => {
+            // libbpf's usdt/PATH:PROVIDER:NAME (the path has no ':').
+            let mut parts = rest.rsplitn(3, ':');
+            let (name, provider, path) = (parts.next(), parts.next(), parts.next());
+            match (path, provider, name) {
+                (Some(path), Some(provider), Some(name))
+                    if !path.is_empty() && !provider.is_empty() && !name.is_empty() && !path.contains(':') =>
+                {
+                    Attach::Usdt {
+                        target: Path::new(path),
+                        provider,
+                        name,
+                        pid: None,
+                        cookie: 0,
+                    }
+                }
+                _ => return Err("a usdt section is usdt/PATH:PROVIDER:NAME (bare `usdt` needs attach() with Attach::Usdt)".into()),
+            }
+        }
         "perf_event" if !rest.is_empty() => perf_event_point(rest)?,
         "xdp" if !rest.is_empty() && !rest.contains('/') => Attach::Xdp {
             interface: rest,
@@ -436,9 +455,10 @@ impl Loaded {
     /// auto-attach does: `tracepoint/CAT/NAME` (or `tp/`),
     /// `raw_tracepoint/NAME` (or `raw_tp/`), `tp_btf/NAME`,
     /// `kprobe|kretprobe/FUNCTION`, `fentry|fexit/FUNCTION`, `lsm/HOOK`,
-    /// `uprobe|uretprobe/PATH:SYMBOL`. Sections that need a target the name
-    /// does not give (xdp, tc, socket, cgroup, perf_event, sk_*) are refused
-    /// by name.
+    /// `uprobe|uretprobe/PATH:SYMBOL`, `usdt/PATH:PROVIDER:NAME`,
+    /// `perf_event/type=N,config=N,frequency=N`, `xdp/IFACE`. Sections that
+    /// do not name their target (bare xdp, tc, socket, cgroup, sk_*, bare
+    /// usdt) are refused by name.
     pub fn attach_auto(&mut self, program: &str) -> Result<(), Error> {
         let section = self
             .file

@@ -208,6 +208,10 @@ fn sections_say_where_to_attach() {
     assert_eq!(ok("fentry/vfs_read"), "Fentry { function: \"vfs_read\" }");
     assert_eq!(ok("lsm/file_open"), "Lsm { hook: \"file_open\" }");
     assert!(ok("uprobe//usr/lib/libc.so.6:malloc").contains("symbol: Some(\"malloc\")"));
+    assert_eq!(
+        ok("usdt//usr/bin/python3:python:function__entry"),
+        "Usdt { target: \"/usr/bin/python3\", provider: \"python\", name: \"function__entry\", pid: None, cookie: 0 }"
+    );
     // ebpf_exporter's perf_event and xdp sections.
     assert_eq!(
         ok("perf_event/type=0,config=3,frequency=1"),
@@ -238,6 +242,10 @@ fn sections_say_where_to_attach() {
         ("raw_tp", "names no tracepoint"),
         ("kprobe/", "names no kernel function"),
         ("uprobe/libc.so", "uprobe/PATH:SYMBOL"),
+        ("usdt", "usdt/PATH:PROVIDER:NAME"),
+        ("usdt/bin:probe", "usdt/PATH:PROVIDER:NAME"),
+        ("usdt/a:b:c:d", "usdt/PATH:PROVIDER:NAME"),
+        ("usdt/:p:n", "usdt/PATH:PROVIDER:NAME"),
         ("xdp", "use attach()"),
         ("classifier", "use attach()"),
         ("socket", "use attach()"),
@@ -256,4 +264,32 @@ fn sections_say_where_to_attach() {
     assert!(e.to_string().contains("no kernel hooks"), "{e}");
     let e = vm.attach_auto("nope").unwrap_err();
     assert!(e.to_string().contains("no program `nope`"), "{e}");
+}
+
+/// `__kconfig` externs: a strong one no kernel has fails the load naming the
+/// object and the extern; the VM reads such objects with zeros.
+#[test]
+fn a_missing_strong_kconfig_extern_names_the_object_and_the_extern() {
+    let path = object("usdt_kconfig_missing.bpf.o");
+    let file = Object::open(&path).unwrap().parse().unwrap();
+    assert_eq!(
+        file.map(".rodata.kconfig").map(|m| m.initial.clone()),
+        Some(vec![0; 8])
+    );
+    if !available() {
+        return;
+    }
+    let e = Object::open(&path)
+        .unwrap()
+        .load(Engine::Kernel)
+        .err()
+        .expect("the load must fail")
+        .to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}: loading the object: kconfig extern `CONFIG_BPFKIT_NO_SUCH_OPTION`: this kernel has no such option and the extern is not __weak",
+            path.display()
+        )
+    );
 }

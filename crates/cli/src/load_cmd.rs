@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 /// The accepted `--attach` forms, for error messages.
 pub const ATTACH_FORMS: &str = "tracepoint:CATEGORY:NAME=PROGRAM, raw_tracepoint:NAME=PROGRAM, \
-tp_btf:NAME=PROGRAM, uprobe:PATH[@PID]:SYMBOL=PROGRAM, xdp:IFACE[:generic|:driver]=PROGRAM, \
+tp_btf:NAME=PROGRAM, uprobe:PATH[@PID]:SYMBOL=PROGRAM, usdt:PATH[@PID]:PROVIDER:NAME=PROGRAM, xdp:IFACE[:generic|:driver]=PROGRAM, \
 tc:IFACE:ingress|egress=PROGRAM, perf_event:FREQ=PROGRAM";
 
 /// Where to attach, owning its strings.
@@ -39,6 +39,12 @@ pub enum Target {
     Uprobe {
         path: PathBuf,
         symbol: String,
+        pid: Option<u32>,
+    },
+    Usdt {
+        path: PathBuf,
+        provider: String,
+        name: String,
         pid: Option<u32>,
     },
     PerfEvent {
@@ -65,6 +71,18 @@ impl Target {
                 symbol: Some(symbol),
                 offset: 0,
                 pid: *pid,
+            },
+            Target::Usdt {
+                path,
+                provider,
+                name,
+                pid,
+            } => Attach::Usdt {
+                target: path,
+                provider,
+                name,
+                pid: *pid,
+                cookie: 0,
             },
             Target::PerfEvent { frequency } => Attach::CpuClock {
                 frequency: *frequency,
@@ -95,6 +113,20 @@ pub fn parse_attach(spec: &str) -> Result<AttachSpec> {
         .map_err(|why| anyhow!("--attach `{spec}`: {why}; accepted forms: {ATTACH_FORMS}"))
 }
 
+/// `PATH[@PID]`.
+fn path_and_pid(path: &str) -> std::result::Result<(&str, Option<u32>), String> {
+    Ok(match path.rsplit_once('@') {
+        Some((p, pid)) => (
+            p,
+            Some(
+                pid.parse::<u32>()
+                    .map_err(|_| format!("`{pid}` is not a process id"))?,
+            ),
+        ),
+        None => (path, None),
+    })
+}
+
 fn parse_attach_inner(spec: &str) -> std::result::Result<AttachSpec, String> {
     let (at, program) = spec
         .rsplit_once('=')
@@ -103,7 +135,7 @@ fn parse_attach_inner(spec: &str) -> std::result::Result<AttachSpec, String> {
         return Err("empty program name after `=`".into());
     }
     let (kind, rest) = at.split_once(':').ok_or(
-        "missing `KIND:` (tracepoint, raw_tracepoint, tp_btf, uprobe, xdp, tc, perf_event)",
+        "missing `KIND:` (tracepoint, raw_tracepoint, tp_btf, uprobe, usdt, xdp, tc, perf_event)",
     )?;
     let nonempty = |s: &str, what: &str| {
         if s.is_empty() {
@@ -130,19 +162,24 @@ fn parse_attach_inner(spec: &str) -> std::result::Result<AttachSpec, String> {
         },
         "uprobe" => {
             let (path, symbol) = rest.rsplit_once(':').ok_or("a uprobe needs PATH:SYMBOL")?;
-            let (path, pid) = match path.rsplit_once('@') {
-                Some((p, pid)) => (
-                    p,
-                    Some(
-                        pid.parse::<u32>()
-                            .map_err(|_| format!("`{pid}` is not a process id"))?,
-                    ),
-                ),
-                None => (path, None),
-            };
+            let (path, pid) = path_and_pid(path)?;
             Target::Uprobe {
                 path: PathBuf::from(nonempty(path, "uprobe path")?),
                 symbol: nonempty(symbol, "uprobe symbol")?,
+                pid,
+            }
+        }
+        "usdt" => {
+            let mut parts = rest.rsplitn(3, ':');
+            let (name, provider, path) = (parts.next(), parts.next(), parts.next());
+            let (Some(name), Some(provider), Some(path)) = (name, provider, path) else {
+                return Err("a usdt probe needs PATH:PROVIDER:NAME".into());
+            };
+            let (path, pid) = path_and_pid(path)?;
+            Target::Usdt {
+                path: PathBuf::from(nonempty(path, "usdt path")?),
+                provider: nonempty(provider, "usdt provider")?,
+                name: nonempty(name, "usdt probe name")?,
                 pid,
             }
         }
@@ -406,6 +443,34 @@ mod tests {
                 pid: Some(42)
             }
         );
+        let s = parse_attach("usdt:/bin/x@42:prov:probe=p").unwrap();
+        assert_eq!(
+            s.target,
+            Target::Usdt {
+                path: PathBuf::from("/bin/x"),
+                provider: "prov".into(),
+                name: "probe".into(),
+                pid: Some(42),
+            }
+        );
+        assert_eq!(
+            parse_attach("usdt:./x:p:n=q").unwrap().target,
+            Target::Usdt {
+                path: PathBuf::from("./x"),
+                provider: "p".into(),
+                name: "n".into(),
+                pid: None,
+            }
+        );
+        for bad in [
+            "usdt:/bin/x:probe=p",
+            "usdt::p:n=q",
+            "usdt:/x:p:=q",
+            "usdt:/x@me:p:n=q",
+        ] {
+            let err = parse_attach(bad).unwrap_err().to_string();
+            assert!(err.contains(bad) && err.contains("usdt:PATH"), "{err}");
+        }
         let s = parse_attach("xdp:lo:driver=p").unwrap();
         assert_eq!(
             s.target,

@@ -59,8 +59,16 @@ struct Running {
 
 impl Running {
     fn start(dir: &Path, names: Option<&str>) -> Running {
+        Running::start_in(dir, names, None)
+    }
+
+    /// Started in `cwd` (where relative paths in sections resolve).
+    fn start_in(dir: &Path, names: Option<&str>, cwd: Option<&Path>) -> Running {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut cmd = Command::new(BPFKIT);
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
         cmd.arg("exporter")
             .arg("--config.dir")
             .arg(dir)
@@ -607,5 +615,109 @@ fn exporter_serves_the_good_config_beside_a_broken_one() {
     assert!(line.contains("metric `execs_total`"), "{line}");
     assert!(line.contains("field `"), "{line}");
     assert!(line.contains("decoders"), "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The USDT test program of crates/kernel, built with `cc` into `dir`;
+/// `None` (after saying why, or failing under CI=true) without a C
+/// compiler or <sys/sdt.h>.
+fn build_usdt_target(dir: &Path) -> Option<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel/tests/usdt_target");
+    let exe = dir.join("usdt_target");
+    let out = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&exe)
+        .arg(src.join("usdt_target.c"))
+        .arg(src.join("guarded.c"))
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Some(exe),
+        other => {
+            let why = format!(
+                "exporter_counts_usdt_probe_hits: skipped, cc could not build the USDT test program (is systemtap-sdt-dev installed?): {other:?}"
+            );
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("{why}, and CI=true");
+            }
+            eprintln!("{why}");
+            None
+        }
+    }
+}
+
+/// Runs the USDT test program once: every probe fires `n` times.
+fn fire_usdt(exe: &Path, n: u32) {
+    let mut child = Command::new(exe)
+        .arg(n.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the USDT test program");
+    writeln!(child.stdin.take().unwrap(), "go").unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    // The exporter holds the guarded probe's semaphore.
+    assert_eq!(out.lines().last(), Some("done 1"), "{out}");
+}
+
+#[test]
+fn exporter_counts_usdt_probe_hits() {
+    if !privileged("exporter_counts_usdt_probe_hits") {
+        return;
+    }
+    let dir = temp_dir("usdt");
+    let Some(exe) = build_usdt_target(&dir) else {
+        return;
+    };
+    let kernel_objects = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bpf/kernel");
+    for (from, to) in [
+        ("usdt_exporter.yaml", "usdt.yaml"),
+        ("usdt_exporter.bpf.o", "usdt.bpf.o"),
+    ] {
+        std::fs::copy(kernel_objects.join(from), dir.join(to)).expect("copy the usdt config");
+    }
+    // Sections say usdt/./usdt_target:...: relative to the exporter's
+    // working directory, as with ebpf_exporter.
+    let mut exporter = Running::start_in(&dir, Some("usdt"), Some(&dir));
+    let before = exporter.metrics();
+    let attached = before.series("ebpf_exporter_ebpf_program_attached");
+    assert_eq!(attached.len(), 2, "{}\n{}", before.text, exporter.stderr());
+    assert!(
+        attached.iter().all(|(_, v)| *v == 1.0),
+        "{}\n{}",
+        before.text,
+        exporter.stderr()
+    );
+    const N: u32 = 7;
+    fire_usdt(&exe, N);
+    fire_usdt(&exe, N);
+    let after = exporter.metrics();
+    let hits = |probe: &str| after.value("ebpf_exporter_usdt_hits_total", &[("probe", probe)]);
+    assert_eq!(hits("42"), f64::from(2 * N), "{}", after.text);
+    assert_eq!(hits("1"), f64::from(2 * N), "{}", after.text);
+    assert!(exporter.stop().success(), "{}", exporter.stderr());
+    // Detached: the semaphore is released.
+    let mut child = Command::new(&exe)
+        .arg("1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "go").unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child.wait().unwrap();
+    assert_eq!(out.lines().last(), Some("done 0"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
