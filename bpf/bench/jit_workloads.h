@@ -6,9 +6,9 @@
  * compiles them for the host, so every engine and native code run the same
  * source on the same input.
  *
- * Each workload reads WL_INPUT bytes at `p` (the caller guarantees them) and
- * returns a 32-bit digest, zero-extended, so every engine's r0 (the kernel's
- * retval is 32 bits) can be compared exactly. Only compiler built-in types
+ * Each workload reads at most WL_INPUT bytes at `p` (the caller guarantees
+ * them) and returns a 32-bit digest, zero-extended, so every engine's r0 (the
+ * kernel's retval is 32 bits) compares exactly. Only compiler built-in types
  * are used: this header is included after vmlinux.h on the eBPF side and
  * alone on the host.
  */
