@@ -1,6 +1,6 @@
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 use bpfkit_isa::{asm::assemble, Dialect};
-use bpfkit_vm::{Helpers, Interpreter, Jit, JitOptions, Program};
+use bpfkit_vm::{Helpers, Interpreter, Jit, JitOptions, Program, VmError};
 
 #[test]
 fn callee_frames_are_cleared_between_runs() {
@@ -66,4 +66,86 @@ fn an_unknown_helper_is_refused_at_compile_time() {
     let prog = Program::new(&slots).unwrap();
     let e = Jit::new(&prog, &Helpers::new()).err().expect("refused");
     assert_eq!(e.to_string(), "instruction 1: helper 77 is not registered");
+}
+
+/// Stack accesses through computed pointers: a callee writes its caller's
+/// frame through a pointer (allowed), then leaves a pointer into its own
+/// frame, which is dead once it returns: the caller's access through it is
+/// out of bounds in both engines, even right after the same address was
+/// accessed inside the callee (the JIT caches the region an access hit).
+#[test]
+fn stack_pointers_follow_the_live_frames() {
+    let ok = "mov %r1, %r10\nadd %r1, -8\ncall local f\nldxdw %r0, [%r10-8]\nexit\n\
+              f:\nstdw [%r1+0], 42\nmov %r2, %r10\nadd %r2, -16\nstdw [%r2+0], 7\nldxdw %r0, [%r2+0]\nexit";
+    let dead = "call local f\nldxdw %r0, [%r0+0]\nexit\n\
+                f:\nmov %r0, %r10\nadd %r0, -16\nstdw [%r0+0], 7\nldxdw %r3, [%r0+0]\nexit";
+    let helpers = Helpers::new();
+    for (src, want) in [(ok, Some(42)), (dead, None)] {
+        let slots = assemble(src, Dialect::Conformance).unwrap();
+        let prog = Program::new(&slots).unwrap();
+        for blinding in [false, true] {
+            let mut jit = Jit::with_options(&prog, &helpers, JitOptions { blinding }).unwrap();
+            let mut vm = Interpreter::new(&prog, &helpers).unwrap();
+            for _ in 0..3 {
+                let j = jit.run(&mut []);
+                let i = vm.run(&mut []);
+                match want {
+                    Some(r0) => {
+                        assert_eq!(j.as_ref().unwrap().r0, r0);
+                        assert_eq!(j.unwrap(), i.unwrap());
+                    }
+                    None => {
+                        let (j, i) = (j.unwrap_err(), i.unwrap_err());
+                        assert!(
+                            matches!(
+                                j,
+                                VmError::OutOfBounds {
+                                    pc: 1,
+                                    size: 8,
+                                    write: false,
+                                    ..
+                                }
+                            ),
+                            "{j}"
+                        );
+                        assert!(
+                            matches!(
+                                i,
+                                VmError::OutOfBounds {
+                                    pc: 1,
+                                    size: 8,
+                                    write: false,
+                                    ..
+                                }
+                            ),
+                            "{i}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Loops with one and with several back edges to the same head, and a
+/// budget that runs out on each: the same count and the same failing
+/// instruction as the interpreter.
+#[test]
+fn back_edges_count_and_stop_like_the_interpreter() {
+    let one = "mov %r0, 0\nloop:\nadd %r0, 1\njlt %r0, 1000, loop\nexit";
+    let two =
+        "mov %r0, 0\nloop:\nadd %r0, 1\njset %r0, 1, loop\nadd %r0, 2\njlt %r0, 1000, loop\nexit";
+    let uncond = "mov %r0, 0\nloop:\nadd %r0, 3\njgt %r0, 900, out\nja loop\nout:\nexit";
+    let helpers = Helpers::new();
+    for src in [one, two, uncond] {
+        let slots = assemble(src, Dialect::Conformance).unwrap();
+        let prog = Program::new(&slots).unwrap();
+        for budget in [0, 1, 2, 3, 7, 100, 2001, 2002, 2003, 1_000_000] {
+            let mut jit = Jit::new(&prog, &helpers).unwrap();
+            let mut vm = Interpreter::new(&prog, &helpers).unwrap();
+            jit.set_budget(budget);
+            vm.set_budget(budget);
+            assert_eq!(jit.run(&mut []), vm.run(&mut []), "{src} budget {budget}");
+        }
+    }
 }

@@ -50,7 +50,6 @@ macro_rules! asm {
 /// Offsets of the context fields the code reads and writes.
 const REGS: i32 = ctx_off::REGS;
 const COUNT: i32 = ctx_off::COUNT;
-const BUDGET: i32 = ctx_off::BUDGET;
 const STACK_TOP: i32 = ctx_off::STACK_TOP;
 const STACK_LIMIT: i32 = ctx_off::STACK_LIMIT;
 const STACK_LAST: i32 = ctx_off::STACK_LAST;
@@ -120,13 +119,6 @@ impl Cc {
 
 /// Out-of-line code, emitted after the body.
 enum Cold {
-    /// A taken jump that moves the count: add, budget check, then jump.
-    Edge {
-        label: DynamicLabel,
-        delta: i32,
-        pc: usize,
-        target: usize,
-    },
     Budget {
         label: DynamicLabel,
         pc: usize,
@@ -178,6 +170,9 @@ struct Emitter<'a> {
     oob: [[DynamicLabel; 4]; 2],
     /// The constant-blinding key, when blinding.
     blind: Option<u32>,
+    /// Loop heads reached by exactly one backward jump: that jump's pc, and
+    /// the entry before the head's code where it lands to check the budget.
+    back_entry: std::collections::HashMap<usize, (usize, DynamicLabel)>,
 }
 
 fn log2(size: usize) -> usize {
@@ -206,6 +201,18 @@ pub(super) fn compile(ops: &[Op], tramps: &Tramps, blind: Option<u32>) -> Compil
     };
     let check = [new4(&mut a), new4(&mut a)];
     let oob = [new4(&mut a), new4(&mut a)];
+    let mut back_edges: std::collections::HashMap<usize, Vec<usize>> = Default::default();
+    for (pc, op) in ops.iter().enumerate() {
+        let jump = op.kind == Kind::Ja || jump_info(op.kind).is_some();
+        if jump && op.hi() > 0 {
+            back_edges.entry(op.aux as usize).or_default().push(pc);
+        }
+    }
+    let back_entry = back_edges
+        .into_iter()
+        .filter(|(_, from)| from.len() == 1)
+        .map(|(target, from)| (target, (from[0], a.new_dynamic_label())))
+        .collect();
     let mut e = Emitter {
         a,
         ops,
@@ -214,11 +221,22 @@ pub(super) fn compile(ops: &[Op], tramps: &Tramps, blind: Option<u32>) -> Compil
         check,
         oob,
         blind,
+        back_entry,
     };
     e.prologue();
     let mut offsets = vec![0u32; ops.len()];
     for (pc, off) in offsets.iter_mut().enumerate() {
         let l = e.labels[pc];
+        if let Some(&(from, entry)) = e.back_entry.get(&pc) {
+            // Straight-line code reaching the head skips the check.
+            let budget = e.budget_stub(from);
+            asm!(e.a
+                ; jmp =>l
+                ; =>entry
+                ; test r9, r9
+                ; jge =>budget
+            );
+        }
         asm!(e.a; =>l);
         *off = e.a.offset().0 as u32;
         e.op(pc);
@@ -606,7 +624,6 @@ impl Emitter<'_> {
                     ; cmp rbp, [r12 + STACK_LIMIT]
                     ; jbe =>depth
                     ; add r9, op.hi()
-                    ; cmp r9, [r12 + BUDGET]
                     ; jge =>budget
                     // r6-r9 of the caller, and 8 bytes to keep rsp = 8 (mod 16)
                     // in the callee.
@@ -622,6 +639,12 @@ impl Emitter<'_> {
                     ; seen:
                     ; call =>target
                     ; add rbp, FRAME
+                    // The stack shrank: a hot entry may hold the callee's frame.
+                    ; pcmpeqd xmm0, xmm0
+                    ; movdqu [r12 + HOT_RD], xmm0
+                    ; movdqu [r12 + HOT_RD + 16], xmm0
+                    ; movdqu [r12 + HOT_WR], xmm0
+                    ; movdqu [r12 + HOT_WR + 16], xmm0
                     ; pop r15
                     ; pop r14
                     ; pop r13
@@ -667,50 +690,58 @@ impl Emitter<'_> {
     }
 
     /// A jump taken (always, or on `cc`): adds the count delta, checks the
-    /// budget when the target is not ahead, as the interpreter does.
+    /// budget when the target is not ahead, as the interpreter does. r9 is
+    /// the count minus the budget, so `add r9, delta` sets the flags `jge`
+    /// needs to find the budget spent.
     fn edge(&mut self, pc: usize, op: &Op, cc: Option<Cc>) {
         let target = op.aux as usize;
         let delta = op.hi();
         let tl = self.labels[target];
+        if delta > 0 {
+            // Backward: a loop. The edge that owns its target's back entry
+            // jumps there with the count moved (lea leaves the flags); the
+            // entry checks the budget and falls into the target.
+            if let Some(entry) = self
+                .back_entry
+                .get(&target)
+                .filter(|e| e.0 == pc)
+                .map(|e| e.1)
+            {
+                asm!(self.a; lea r9, [r9 + delta]);
+                match cc {
+                    None => asm!(self.a; jmp =>entry),
+                    Some(cc) => {
+                        self.jcc(cc, entry);
+                        asm!(self.a; lea r9, [r9 - delta]);
+                    }
+                }
+                return;
+            }
+            let b = self.budget_stub(pc);
+            match cc {
+                None => asm!(self.a; add r9, delta; jge =>b; jmp =>tl),
+                Some(cc) => {
+                    let skip = self.label();
+                    self.jcc(cc.inverse(), skip);
+                    asm!(self.a; add r9, delta; jge =>b; jmp =>tl; =>skip);
+                }
+            }
+            return;
+        }
         match cc {
             None => {
                 if delta != 0 {
                     asm!(self.a; add r9, delta);
                 }
-                if delta > 0 {
-                    let b = self.budget_stub(pc);
-                    asm!(self.a
-                        ; cmp r9, [r12 + BUDGET]
-                        ; jge =>b
-                    );
-                }
                 asm!(self.a; jmp =>tl);
             }
             Some(cc) if delta == 0 => self.jcc(cc, tl),
-            // A loop's back edge, taken on most runs of it: inline, behind
-            // the inverse condition, so each trip takes one branch.
-            Some(cc) if target <= pc => {
-                let skip = self.label();
-                self.jcc(cc.inverse(), skip);
-                asm!(self.a; add r9, delta);
-                if delta > 0 {
-                    let b = self.budget_stub(pc);
-                    asm!(self.a
-                        ; cmp r9, [r12 + BUDGET]
-                        ; jge =>b
-                    );
-                }
-                asm!(self.a; jmp =>tl; =>skip);
-            }
+            // Forward: the count moves on both paths and comes back on the
+            // fall-through one, so the taken branch goes straight there.
             Some(cc) => {
-                let label = self.label();
-                self.cold.push(Cold::Edge {
-                    label,
-                    delta,
-                    pc,
-                    target,
-                });
-                self.jcc(cc, label);
+                asm!(self.a; lea r9, [r9 + delta]);
+                self.jcc(cc, tl);
+                asm!(self.a; lea r9, [r9 - delta]);
             }
         }
     }
@@ -908,25 +939,6 @@ impl Emitter<'_> {
     fn cold(&mut self) {
         for c in std::mem::take(&mut self.cold) {
             match c {
-                Cold::Edge {
-                    label,
-                    delta,
-                    pc,
-                    target,
-                } => {
-                    let tl = self.labels[target];
-                    asm!(self.a; =>label; add r9, delta);
-                    if delta > 0 {
-                        let b = self.label();
-                        asm!(self.a
-                            ; cmp r9, [r12 + BUDGET]
-                            ; jge =>b
-                        );
-                        asm!(self.a; jmp =>tl; =>b; mov r11d, pc as i32; jmp ->budget_err);
-                    } else {
-                        asm!(self.a; jmp =>tl);
-                    }
-                }
                 Cold::Budget { label, pc } => {
                     asm!(self.a; =>label; mov r11d, pc as i32; jmp ->budget_err);
                 }
@@ -1059,7 +1071,18 @@ impl Emitter<'_> {
             ; cmp r10, r11
             ; jb >tables
             ; cmp r10, [r12 + STACK_LAST + 8 * k as i32]
-            ; jbe >ok
+            ; ja >tables
+            // The stack, from this frame up, becomes the hot entry (calls
+            // returning invalidate it: the region shrinks then).
+            ; mov [r12 + hot], r11
+            ; mov [r12 + hot + 8], r11
+            ; mov [r12 + hot + 16], r11
+            ; mov [r12 + hot + 24], r11
+            ; movdqu xmm0, [r12 + STACK_LAST]
+            ; movdqu [r12 + hot + 32], xmm0
+            ; movdqu xmm0, [r12 + STACK_LAST + 16]
+            ; movdqu [r12 + hot + 48], xmm0
+            ; jmp >ok
             ; tables:
             ; mov r11, [r12 + tab]
             ; scan:
@@ -1137,7 +1160,6 @@ impl Emitter<'_> {
             ; cmp r11, [rsp + 16]
             ; jae >fin
             ; sub r9, [rsp + 32]
-            ; cmp r9, [r12 + BUDGET]
             ; jge >exhausted
             ; mov rdi, [rsp]
             ; mov rsi, [rsp + 24]
@@ -1149,6 +1171,11 @@ impl Emitter<'_> {
             ; fin:
             ; mov rax, [rsp]
             ; add rbp, FRAME
+            ; pcmpeqd xmm0, xmm0
+            ; movdqu [r12 + HOT_RD], xmm0
+            ; movdqu [r12 + HOT_RD + 16], xmm0
+            ; movdqu [r12 + HOT_WR], xmm0
+            ; movdqu [r12 + HOT_WR + 16], xmm0
             ; sub r9, [rsp + 8]
             ; add rsp, 48
             ; pop r15

@@ -56,7 +56,8 @@ struct Ctx {
     /// eBPF registers while Rust runs (trampolines, entry, exit); `[u64; 16]`
     /// as `crate::atomic::execute` takes them.
     regs: [u64; 16],
-    /// The interpreter's `count`.
+    /// The interpreter's `count` minus the budget: the code finds the
+    /// budget spent when it reaches 0.
     count: i64,
     budget: i64,
     stack_top: u64,
@@ -101,7 +102,6 @@ mod ctx_off {
     use std::mem::offset_of;
     pub const REGS: i32 = offset_of!(Ctx, regs) as i32;
     pub const COUNT: i32 = offset_of!(Ctx, count) as i32;
-    pub const BUDGET: i32 = offset_of!(Ctx, budget) as i32;
     pub const STACK_TOP: i32 = offset_of!(Ctx, stack_top) as i32;
     pub const STACK_LIMIT: i32 = offset_of!(Ctx, stack_limit) as i32;
     pub const STACK_LAST: i32 = offset_of!(Ctx, stack_last) as i32;
@@ -379,7 +379,7 @@ impl<'p> Jit<'p> {
         regs[10] = top;
         let ctx = Ctx {
             regs,
-            count: 0,
+            count: -budget,
             budget,
             stack_top: top,
             stack_limit: stack_base + FRAME_SIZE as u64,
@@ -440,7 +440,7 @@ impl<'p> Jit<'p> {
         match status {
             ST_OK => Ok(Outcome {
                 r0: ctx.regs[0],
-                insns: ctx.count as u64,
+                insns: (ctx.count + budget) as u64,
             }),
             ST_OOB => Err(VmError::OutOfBounds {
                 pc,
@@ -567,7 +567,8 @@ impl Run<'_> {
                 None => return self.fail(VmError::UnknownHelper { pc, id }),
             },
         };
-        let executed = self.ctx.count + op.hi() as i64;
+        let budget = self.ctx.budget;
+        let executed = self.ctx.count + budget + op.hi() as i64;
         let r = &self.ctx.regs;
         let args = [r[1], r[2], r[3], r[4], r[5]];
         let before = self.regions.version();
@@ -581,7 +582,6 @@ impl Run<'_> {
         if self.regions.version() != before {
             self.mirror();
         }
-        let budget = self.ctx.budget;
         match result {
             Ok(v) => self.ctx.regs[0] = v,
             Err(HelperError::Exit(v)) => {
@@ -623,7 +623,7 @@ impl Run<'_> {
                             budget: budget as u64,
                         });
                     }
-                    self.ctx.count = count;
+                    self.ctx.count = count - budget;
                     self.ctx.regs[1] = 0;
                     self.ctx.regs[2] = ctx;
                     self.ctx.l_target = self.code + self.offsets[slot] as u64;
