@@ -145,12 +145,16 @@ enum Cold {
         pc: usize,
         resume: DynamicLabel,
     },
-    /// An access that missed the hot entry: the full check, then back.
+    /// An access that missed its inline test: the other quick test, the
+    /// full check, then back.
     Check {
         label: DynamicLabel,
         check: DynamicLabel,
         fail: DynamicLabel,
         resume: DynamicLabel,
+        k: usize,
+        write: bool,
+        stack_first: bool,
     },
     /// LD_ABS/LD_IND outside the packet: the program ends with r0 = 0.
     PacketMiss {
@@ -173,6 +177,9 @@ struct Emitter<'a> {
     /// Loop heads reached by exactly one backward jump: that jump's pc, and
     /// the entry before the head's code where it lands to check the budget.
     back_entry: std::collections::HashMap<usize, (usize, DynamicLabel)>,
+    /// Whether the base register of op `pc`'s memory access may point into
+    /// the stack.
+    stack_base: Vec<bool>,
 }
 
 fn log2(size: usize) -> usize {
@@ -222,6 +229,7 @@ pub(super) fn compile(ops: &[Op], tramps: &Tramps, blind: Option<u32>) -> Compil
         oob,
         blind,
         back_entry,
+        stack_base: stack_bases(ops),
     };
     e.prologue();
     let mut offsets = vec![0u32; ops.len()];
@@ -320,29 +328,56 @@ impl Emitter<'_> {
     }
 
     /// r10 = address; checks `size` bytes there and leaves to the
-    /// out-of-bounds exit of `pc` when no region holds them. Inline: the
-    /// entry the last check of this direction hit; else the full check.
+    /// out-of-bounds exit of `pc` when no region holds them. Two tests
+    /// inline, the other out of line, then the full check: the stack (from
+    /// this frame up: rbp - 512 .. top) and the entry the last full check of
+    /// this direction hit, whichever the base register more likely points
+    /// into first ([`stack_bases`]).
     fn checked(&mut self, base: u8, off: i32, size: usize, write: bool, pc: usize) {
         let k = log2(size);
         let check = self.check[write as usize][k];
         let fail = self.oob_stub(pc, size, write);
         let label = self.label();
         let resume = self.label();
-        let hot = if write { HOT_WR } else { HOT_RD };
-        asm!(self.a
-            ; lea r10, [Rq(base) + off]
-            ; cmp r10, [r12 + hot + 8 * k as i32]
-            ; jb =>label
-            ; cmp r10, [r12 + hot + 32 + 8 * k as i32]
-            ; ja =>label
-            ; =>resume
-        );
+        let stack_first = self.stack_base[pc];
+        asm!(self.a; lea r10, [Rq(base) + off]);
+        if stack_first {
+            self.stack_test(k, label);
+        } else {
+            self.hot_test(k, write, label);
+        }
+        asm!(self.a; =>resume);
         self.cold.push(Cold::Check {
             label,
             check,
             fail,
             resume,
+            k,
+            write,
+            stack_first,
         });
+    }
+
+    /// Jumps to `miss` unless r10 .. r10 + 2^k is in the stack's live frames.
+    fn stack_test(&mut self, k: usize, miss: DynamicLabel) {
+        asm!(self.a
+            ; lea r11, [rbp - FRAME]
+            ; cmp r10, r11
+            ; jb =>miss
+            ; cmp r10, [r12 + STACK_LAST + 8 * k as i32]
+            ; ja =>miss
+        );
+    }
+
+    /// Jumps to `miss` unless r10 .. r10 + 2^k is in the hot entry.
+    fn hot_test(&mut self, k: usize, write: bool, miss: DynamicLabel) {
+        let hot = if write { HOT_WR } else { HOT_RD };
+        asm!(self.a
+            ; cmp r10, [r12 + hot + 8 * k as i32]
+            ; jb =>miss
+            ; cmp r10, [r12 + hot + 32 + 8 * k as i32]
+            ; ja =>miss
+        );
     }
 
     fn op(&mut self, pc: usize) {
@@ -639,12 +674,7 @@ impl Emitter<'_> {
                     ; seen:
                     ; call =>target
                     ; add rbp, FRAME
-                    // The stack shrank: a hot entry may hold the callee's frame.
-                    ; pcmpeqd xmm0, xmm0
-                    ; movdqu [r12 + HOT_RD], xmm0
-                    ; movdqu [r12 + HOT_RD + 16], xmm0
-                    ; movdqu [r12 + HOT_WR], xmm0
-                    ; movdqu [r12 + HOT_WR + 16], xmm0
+
                     ; pop r15
                     ; pop r14
                     ; pop r13
@@ -978,9 +1008,20 @@ impl Emitter<'_> {
                     check,
                     fail,
                     resume,
+                    k,
+                    write,
+                    stack_first,
                 } => {
+                    let full = self.label();
+                    asm!(self.a; =>label);
+                    if stack_first {
+                        self.hot_test(k, write, full);
+                    } else {
+                        self.stack_test(k, full);
+                    }
                     asm!(self.a
-                        ; =>label
+                        ; jmp =>resume
+                        ; =>full
                         ; call =>check
                         ; jne =>fail
                         ; jmp =>resume
@@ -1071,18 +1112,7 @@ impl Emitter<'_> {
             ; cmp r10, r11
             ; jb >tables
             ; cmp r10, [r12 + STACK_LAST + 8 * k as i32]
-            ; ja >tables
-            // The stack, from this frame up, becomes the hot entry (calls
-            // returning invalidate it: the region shrinks then).
-            ; mov [r12 + hot], r11
-            ; mov [r12 + hot + 8], r11
-            ; mov [r12 + hot + 16], r11
-            ; mov [r12 + hot + 24], r11
-            ; movdqu xmm0, [r12 + STACK_LAST]
-            ; movdqu [r12 + hot + 32], xmm0
-            ; movdqu xmm0, [r12 + STACK_LAST + 16]
-            ; movdqu [r12 + hot + 48], xmm0
-            ; jmp >ok
+            ; jbe >ok
             ; tables:
             ; mov r11, [r12 + tab]
             ; scan:
@@ -1171,11 +1201,7 @@ impl Emitter<'_> {
             ; fin:
             ; mov rax, [rsp]
             ; add rbp, FRAME
-            ; pcmpeqd xmm0, xmm0
-            ; movdqu [r12 + HOT_RD], xmm0
-            ; movdqu [r12 + HOT_RD + 16], xmm0
-            ; movdqu [r12 + HOT_WR], xmm0
-            ; movdqu [r12 + HOT_WR + 16], xmm0
+
             ; sub r9, [rsp + 8]
             ; add rsp, 48
             ; pop r15
@@ -1192,6 +1218,76 @@ enum Shift {
     Shl,
     Shr,
     Sar,
+}
+
+/// For each op, whether the base register of its memory access (src of a
+/// load, dst of a store) may hold a stack address: a forward "may point to
+/// the stack" analysis over registers (r10, copies of it, and sums with it;
+/// anything else a register is written with clears it), joined over every
+/// path to the op. Only the order of the bounds tests depends on it.
+fn stack_bases(ops: &[Op]) -> Vec<bool> {
+    use Kind::*;
+    const R10: u16 = 1 << 10;
+    const CALLER_SAVED: u16 = 0b11_1111;
+    let n = ops.len();
+    let mut state: Vec<Option<u16>> = vec![None; n];
+    let mut work = vec![0usize];
+    state[0] = Some(R10);
+    let flow = |state: &mut Vec<Option<u16>>, work: &mut Vec<usize>, to: usize, s: u16| {
+        if to >= n {
+            return;
+        }
+        let merged = state[to].unwrap_or(0) | s;
+        if state[to] != Some(merged) {
+            state[to] = Some(merged);
+            work.push(to);
+        }
+    };
+    while let Some(pc) = work.pop() {
+        let Some(s) = state[pc] else { continue };
+        let op = ops[pc];
+        let d = 1u16 << (op.dst & 15);
+        let src = 1u16 << (op.src & 15);
+        let mut out = s;
+        match op.kind {
+            Mov64R => out = (s & !d) | if s & src != 0 { d } else { 0 },
+            Add64R | Sub64R => out = if s & src != 0 { s | d } else { s },
+            Add64I | Sub64I => {}
+            Call | CallReg | CallLocal => out &= !CALLER_SAVED,
+            LdAbsB | LdAbsH | LdAbsW | LdIndB | LdIndH | LdIndW => out &= !1,
+            Atomic32 | Atomic64 => out &= !(1 | src),
+            StB | StH | StW | StDW | StxB | StxH | StxW | StxDW | FpStB | FpStH | FpStW
+            | FpStDW | FpStxB | FpStxH | FpStxW | FpStxDW | AtomicAdd64 | AtomicStoreB
+            | AtomicStoreH | AtomicStoreW | AtomicStoreDW | Ja | Exit | Nop | Unreachable => {}
+            k if jump_info(k).is_some() => {}
+            _ => out &= !d,
+        }
+        out |= R10;
+        match op.kind {
+            Exit | Unreachable => {}
+            Ja => flow(&mut state, &mut work, op.aux as usize, out),
+            CallLocal => {
+                flow(&mut state, &mut work, op.aux as usize, s | R10);
+                flow(&mut state, &mut work, pc + 1, out);
+            }
+            LdImm64 => flow(&mut state, &mut work, pc + 2, out),
+            k if jump_info(k).is_some() => {
+                flow(&mut state, &mut work, op.aux as usize, out);
+                flow(&mut state, &mut work, pc + 1, out);
+            }
+            _ => flow(&mut state, &mut work, pc + 1, out),
+        }
+    }
+    ops.iter()
+        .zip(&state)
+        .map(|(op, s)| {
+            let base = match op.kind {
+                LdxB | LdxH | LdxW | LdxDW | LdxSB | LdxSH | LdxSW => op.src,
+                _ => op.dst,
+            };
+            s.unwrap_or(0) & (1 << (base & 15)) != 0
+        })
+        .collect()
 }
 
 /// The register-operand kind computing what an immediate-operand kind
