@@ -2,13 +2,11 @@
 
 use crate::env::RunEnv;
 use crate::helpers::{HelperContext, HelperError, HelperFn, Helpers};
-use crate::memory::{Region, Regions};
+use crate::memory::Regions;
 use crate::program::{Kind, Op, Program, FRAME_SIZE, MAX_FRAMES};
+use crate::run_memory::{memory_entry, RunMemory, STACK_SIZE};
 use crate::{LoadError, VmError};
 use std::sync::Arc;
-
-/// Bytes of stack an interpreter owns: MAX_FRAMES frames.
-const STACK_SIZE: usize = FRAME_SIZE * MAX_FRAMES;
 
 /// The default instruction budget of a run.
 pub const DEFAULT_BUDGET: u64 = 100_000_000;
@@ -78,20 +76,10 @@ pub struct Interpreter<'p> {
     prog: ProgRef<'p>,
     helpers: Vec<Option<Arc<HelperFn>>>,
     sparse: Helpers,
-    // u64 words so the stack is 8-byte aligned, as atomics on it require.
-    stack: Box<[u64]>,
-    regions: Regions,
+    mem: RunMemory,
     budget: u64,
-    /// Frames the last run entered: cleared before the next run, so no run
-    /// sees what an earlier one left on the stack.
-    dirty_frames: usize,
     /// The environment of [`Self::run`] (which takes none).
     own_env: Option<Box<RunEnv>>,
-    /// Map regions cached from the run environment's registry, with the
-    /// registry and generation they were read at. Holding the registry keeps
-    /// the cached maps alive (and its address from being reused).
-    map_regions: Vec<Region>,
-    map_regions_of: Option<(Arc<crate::maps::MapRegistry>, u64)>,
 }
 
 impl<'p> Interpreter<'p> {
@@ -119,13 +107,9 @@ impl<'p> Interpreter<'p> {
             prog,
             helpers: helpers.dense(),
             sparse: helpers.clone(),
-            stack: vec![0u64; STACK_SIZE / 8].into_boxed_slice(),
-            regions: Regions::new(),
+            mem: RunMemory::new(),
             budget: DEFAULT_BUDGET,
-            dirty_frames: 0,
             own_env: None,
-            map_regions: Vec::new(),
-            map_regions_of: None,
         })
     }
 
@@ -143,19 +127,7 @@ impl<'p> Interpreter<'p> {
     /// its length; `mem` is also the packet legacy LD_ABS/LD_IND loads read.
     pub fn run(&mut self, mem: &mut [u8]) -> Result<Outcome, VmError> {
         let mut env = self.own_env.take().unwrap_or_default();
-        let out = self.run_with(&mut env, |regions| {
-            let len = mem.len();
-            let addr = if len == 0 {
-                0
-            } else {
-                // SAFETY: `mem` is borrowed for the whole run.
-                unsafe { regions.add_rw(mem.as_mut_ptr(), len) }
-            };
-            Entry {
-                args: [addr, len as u64, 0, 0, 0],
-                packet: (addr, len as u64),
-            }
-        });
+        let out = self.run_with(&mut env, |regions| memory_entry(regions, mem));
         self.own_env = Some(env);
         out
     }
@@ -178,36 +150,8 @@ impl<'p> Interpreter<'p> {
         env: &mut RunEnv,
         setup: impl FnOnce(&mut RunEnv, &mut Regions) -> Entry,
     ) -> Result<Outcome, VmError> {
-        self.prepare_stack();
-        let entry = setup(env, &mut self.regions);
-        let generation = env.maps.generation();
-        let fresh = matches!(&self.map_regions_of,
-            Some((r, g)) if Arc::ptr_eq(r, &env.maps) && *g == generation);
-        if !fresh {
-            self.map_regions = env.maps.regions();
-            self.map_regions_of = Some((env.maps.clone(), generation));
-        }
-        env.refresh_map_cache();
-        for r in &self.map_regions {
-            self.regions.push_region(*r);
-        }
+        let entry = self.mem.enter(env, setup);
         self.execute(entry.args, entry.packet, env)
-    }
-
-    /// Clears the frames the last run used and makes the stack region (always
-    /// region 0) cover frame 0 only: a frame becomes addressable when a call
-    /// enters it, so the cleared frames are all a run can reach.
-    fn prepare_stack(&mut self) {
-        let words = self.stack.len();
-        let dirty = (self.dirty_frames * FRAME_SIZE / 8).min(words);
-        self.stack[words - dirty..].fill(0);
-        self.dirty_frames = 1;
-        self.regions.truncate(0);
-        let top = self.stack.as_mut_ptr().cast::<u8>();
-        // SAFETY: the stack holds MAX_FRAMES frames; frame 0 is the last one.
-        let frame0 = unsafe { top.add(STACK_SIZE - FRAME_SIZE) };
-        // SAFETY: the stack lives as long as the interpreter.
-        unsafe { self.regions.add_rw(frame0, FRAME_SIZE) };
     }
 
     fn execute(
@@ -217,7 +161,7 @@ impl<'p> Interpreter<'p> {
         env: &mut RunEnv,
     ) -> Result<Outcome, VmError> {
         let ops: &[Op] = &self.prog.ops;
-        let stack_ptr = self.stack.as_mut_ptr().cast::<u8>();
+        let stack_ptr = self.mem.stack.as_mut_ptr().cast::<u8>();
         let stack_base = stack_ptr.addr() as u64;
         // Cache-line aligned: an unaligned register file straddling lines made
         // run time vary by a third from one process to the next.
@@ -327,6 +271,7 @@ impl<'p> Interpreter<'p> {
                 ($ty:ty) => {{
                     let addr = regs[s].wrapping_add(op.aux as i64 as u64);
                     match self
+                        .mem
                         .regions
                         .translate(addr, std::mem::size_of::<$ty>(), false)
                     {
@@ -340,6 +285,7 @@ impl<'p> Interpreter<'p> {
                 ($ty:ty, $val:expr) => {{
                     let addr = regs[d].wrapping_add(op.aux as i64 as u64);
                     match self
+                        .mem
                         .regions
                         .translate(addr, std::mem::size_of::<$ty>(), true)
                     {
@@ -471,7 +417,7 @@ impl<'p> Interpreter<'p> {
                         });
                     }
                     let addr = packet.0 + off as u64;
-                    let p = match self.regions.translate(addr, size as usize, false) {
+                    let p = match self.mem.regions.translate(addr, size as usize, false) {
                         Some(p) => p,
                         None => oob!(addr, size as usize, false),
                     };
@@ -516,7 +462,7 @@ impl<'p> Interpreter<'p> {
                 FpStxDW => fp_store!(u64, regs[s]),
                 AtomicAdd64 => {
                     let addr = regs[d].wrapping_add(op.aux as i64 as u64);
-                    match self.regions.translate(addr, 8, true) {
+                    match self.mem.regions.translate(addr, 8, true) {
                         // SAFETY: translate checked the 8 bytes lie in a
                         // live writable region; alignment is checked here.
                         Some(p) if addr.is_multiple_of(8) => unsafe {
@@ -524,12 +470,12 @@ impl<'p> Interpreter<'p> {
                                 .fetch_add(regs[s], std::sync::atomic::Ordering::SeqCst);
                         },
                         // The out-of-line path names the fault.
-                        _ => crate::atomic::execute(&self.regions, op, cur!(), regs)?,
+                        _ => crate::atomic::execute(&self.mem.regions, op, cur!(), regs)?,
                     }
                 }
                 Atomic32 | Atomic64 | AtomicLoadB | AtomicLoadH | AtomicLoadW | AtomicLoadDW
                 | AtomicStoreB | AtomicStoreH | AtomicStoreW | AtomicStoreDW => {
-                    crate::atomic::execute(&self.regions, op, cur!(), regs)?
+                    crate::atomic::execute(&self.mem.regions, op, cur!(), regs)?
                 }
                 Ja => jump!(true),
                 Jeq64I => jump!(regs[d] == (op.lo() as i64 as u64)),
@@ -590,7 +536,7 @@ impl<'p> Interpreter<'p> {
                         },
                     };
                     let mut ctx = HelperContext {
-                        regions: &mut self.regions,
+                        regions: &mut self.mem.regions,
                         env: &mut *env,
                     };
                     let executed = count + op.hi() as i64;
@@ -650,9 +596,10 @@ impl<'p> Interpreter<'p> {
                                 depth += 1;
                                 fp -= FRAME_SIZE;
                                 regs[10] = stack_base + fp as u64;
-                                self.regions
+                                self.mem
+                                    .regions
                                     .set_start(0, stack_base + (fp - FRAME_SIZE) as u64);
-                                self.dirty_frames = self.dirty_frames.max(depth + 1);
+                                self.mem.dirty_frames = self.mem.dirty_frames.max(depth + 1);
                                 regs[1] = 0;
                                 regs[2] = ctx;
                                 goto!(slot);
@@ -685,9 +632,10 @@ impl<'p> Interpreter<'p> {
                     depth += 1;
                     fp -= FRAME_SIZE;
                     regs[10] = stack_base + fp as u64;
-                    self.regions
+                    self.mem
+                        .regions
                         .set_start(0, stack_base + (fp - FRAME_SIZE) as u64);
-                    self.dirty_frames = self.dirty_frames.max(depth + 1);
+                    self.mem.dirty_frames = self.mem.dirty_frames.max(depth + 1);
                     goto!(op.aux);
                 }
                 Exit => {
@@ -717,7 +665,8 @@ impl<'p> Interpreter<'p> {
                     regs[6..10].copy_from_slice(&f.saved);
                     fp += FRAME_SIZE;
                     regs[10] = stack_base + fp as u64;
-                    self.regions
+                    self.mem
+                        .regions
                         .set_start(0, stack_base + (fp - FRAME_SIZE) as u64);
                     ip = f.ret;
                 }

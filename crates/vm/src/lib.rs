@@ -32,6 +32,7 @@ pub mod jit;
 pub mod maps;
 pub mod memory;
 mod program;
+mod run_memory;
 
 pub use env::{HostEnv, Redirect, RunEnv};
 pub use error::{LoadError, VmError};

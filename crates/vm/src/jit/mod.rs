@@ -28,12 +28,10 @@ use crate::env::RunEnv;
 use crate::helpers::{HelperContext, HelperError, HelperFn, Helpers};
 use crate::memory::{Region, Regions};
 use crate::program::{Kind, Program, FRAME_SIZE, MAX_FRAMES};
+use crate::run_memory::{memory_entry, RunMemory, STACK_SIZE};
 use crate::{Entry, LoadError, Outcome, VmError, DEFAULT_BUDGET};
 use std::any::Any;
 use std::sync::Arc;
-
-/// Bytes of stack a JIT instance owns: MAX_FRAMES frames.
-const STACK_SIZE: usize = FRAME_SIZE * MAX_FRAMES;
 
 // How the native code returns.
 const ST_OK: u64 = 0;
@@ -208,16 +206,11 @@ pub struct Jit<'p> {
     offsets: Vec<u32>,
     helpers: Vec<Option<Arc<HelperFn>>>,
     sparse: Helpers,
-    // u64 words so the stack is 8-byte aligned, as atomics on it require.
-    stack: Box<[u64]>,
-    regions: Regions,
+    mem: RunMemory,
     tables: Tables,
     budget: u64,
-    /// Frames the last run entered, cleared before the next run.
-    dirty_frames: usize,
+    /// The environment of [`Self::run`] (which takes none).
     own_env: Option<Box<RunEnv>>,
-    map_regions: Vec<Region>,
-    map_regions_of: Option<(Arc<crate::maps::MapRegistry>, u64)>,
 }
 
 impl<'p> Jit<'p> {
@@ -267,14 +260,10 @@ impl<'p> Jit<'p> {
             offsets: compiled.offsets,
             helpers: helpers.dense(),
             sparse: helpers.clone(),
-            stack: vec![0u64; STACK_SIZE / 8].into_boxed_slice(),
-            regions: Regions::new(),
+            mem: RunMemory::new(),
             tables: Tables::default(),
             budget: DEFAULT_BUDGET,
-            dirty_frames: 0,
             own_env: None,
-            map_regions: Vec::new(),
-            map_regions_of: None,
         })
     }
 
@@ -302,19 +291,7 @@ impl<'p> Jit<'p> {
     /// `r2` holds its length, and `mem` is the LD_ABS/LD_IND packet.
     pub fn run(&mut self, mem: &mut [u8]) -> Result<Outcome, VmError> {
         let mut env = self.own_env.take().unwrap_or_default();
-        let out = self.run_with(&mut env, |regions| {
-            let len = mem.len();
-            let addr = if len == 0 {
-                0
-            } else {
-                // SAFETY: `mem` is borrowed for the whole run.
-                unsafe { regions.add_rw(mem.as_mut_ptr(), len) }
-            };
-            Entry {
-                args: [addr, len as u64, 0, 0, 0],
-                packet: (addr, len as u64),
-            }
-        });
+        let out = self.run_with(&mut env, |regions| memory_entry(regions, mem));
         self.own_env = Some(env);
         out
     }
@@ -334,35 +311,8 @@ impl<'p> Jit<'p> {
         env: &mut RunEnv,
         setup: impl FnOnce(&mut RunEnv, &mut Regions) -> Entry,
     ) -> Result<Outcome, VmError> {
-        self.prepare_stack();
-        let entry = setup(env, &mut self.regions);
-        let generation = env.maps.generation();
-        let fresh = matches!(&self.map_regions_of,
-            Some((r, g)) if Arc::ptr_eq(r, &env.maps) && *g == generation);
-        if !fresh {
-            self.map_regions = env.maps.regions();
-            self.map_regions_of = Some((env.maps.clone(), generation));
-        }
-        env.refresh_map_cache();
-        for r in &self.map_regions {
-            self.regions.push_region(*r);
-        }
+        let entry = self.mem.enter(env, setup);
         self.execute(entry.args, entry.packet, env)
-    }
-
-    /// As the interpreter: clears the frames the last run used; region 0 is
-    /// the stack, frame 0 only.
-    fn prepare_stack(&mut self) {
-        let words = self.stack.len();
-        let dirty = (self.dirty_frames * FRAME_SIZE / 8).min(words);
-        self.stack[words - dirty..].fill(0);
-        self.dirty_frames = 1;
-        self.regions.truncate(0);
-        let top = self.stack.as_mut_ptr().cast::<u8>();
-        // SAFETY: the stack holds MAX_FRAMES frames; frame 0 is the last one.
-        let frame0 = unsafe { top.add(STACK_SIZE - FRAME_SIZE) };
-        // SAFETY: the stack lives as long as the JIT.
-        unsafe { self.regions.add_rw(frame0, FRAME_SIZE) };
     }
 
     fn execute(
@@ -371,7 +321,7 @@ impl<'p> Jit<'p> {
         packet: (u64, u64),
         env: &mut RunEnv,
     ) -> Result<Outcome, VmError> {
-        let stack_base = self.stack.as_mut_ptr().cast::<u8>().addr() as u64;
+        let stack_base = self.mem.stack.as_mut_ptr().cast::<u8>().addr() as u64;
         let top = stack_base + STACK_SIZE as u64;
         let budget = self.budget.min(i64::MAX as u64) as i64;
         let mut regs = [0u64; 16];
@@ -410,7 +360,7 @@ impl<'p> Jit<'p> {
             prog: &self.prog,
             helpers: &self.helpers,
             sparse: &self.sparse,
-            regions: &mut self.regions,
+            regions: &mut self.mem.regions,
             env,
             tables: &mut self.tables,
             code: self.code.addr() as u64,
@@ -432,7 +382,7 @@ impl<'p> Jit<'p> {
         let Run {
             ctx, stop, panic, ..
         } = run;
-        self.dirty_frames = (top - ctx.min_fp) as usize / FRAME_SIZE + 1;
+        self.mem.dirty_frames = (top - ctx.min_fp) as usize / FRAME_SIZE + 1;
         if let Some(p) = panic {
             std::panic::resume_unwind(p);
         }
