@@ -120,7 +120,64 @@ impl Gen {
         self.rng.pick(Size::ALL)
     }
 
+    /// A stack access through a computed pointer: r10 plus a constant plus
+    /// a masked index, then a load or store at an offset: in the frame
+    /// (where the JIT may prove it and drop the check), or out of it. The
+    /// pointer register is cleared after, so no stack address reaches r0
+    /// or memory.
+    fn stack_access(&mut self, items: &mut Vec<Item>) {
+        let p = reg(self.rng.pick(&[2, 3, 4, 5]));
+        let x = reg(self.rng.pick(&[0, 6, 7, 8]));
+        let alu = |op, dst, src| {
+            Item::Insn(Instruction::Alu {
+                width: Width::W64,
+                op,
+                dst,
+                src,
+            })
+        };
+        let base = self.rng.pick(&[-8, -64, -256, -512, -520, 0]);
+        // Offsets stay within 8 KiB of the stack top, where addresses are
+        // compared relative to it (the engines' stacks live apart).
+        let mask = self.rng.pick(&[3, 7, 63, 127, 255, 504, 900]);
+        items.push(alu(AluOp::Mov, p, Source::Reg(Reg::R10)));
+        items.push(alu(AluOp::Add, p, Source::Imm(base)));
+        items.push(alu(AluOp::And, x, Source::Imm(mask)));
+        if self.rng.chance(1, 3) {
+            items.push(alu(AluOp::Lsh, x, Source::Imm(self.rng.pick(&[1, 2, 3]))));
+        }
+        items.push(alu(AluOp::Add, p, Source::Reg(x)));
+        let size = self.rng.pick(&[Size::B, Size::H, Size::W, Size::DW]);
+        let off = self.rng.pick(&[-16, -8, -1, 0, 4, 8, 300, -600]);
+        items.push(Item::Insn(match self.rng.below(3) {
+            0 => Instruction::Load {
+                size,
+                signed: false,
+                dst: x,
+                src: p,
+                off,
+            },
+            1 => Instruction::Store {
+                size,
+                dst: p,
+                src: x,
+                off,
+            },
+            _ => Instruction::StoreImm {
+                size,
+                dst: p,
+                off,
+                imm: self.rng.interesting_i32(),
+            },
+        }));
+        items.push(alu(AluOp::Mov, p, Source::Imm(0)));
+    }
+
     fn insn(&mut self, items: &mut Vec<Item>, lo: usize, hi: usize) {
+        if self.rng.chance(1, 20) {
+            self.stack_access(items);
+            return;
+        }
         let r = &mut self.rng;
         let choice = r.below(100);
         let insn = match choice {

@@ -81,6 +81,9 @@ const _: () = assert!(std::mem::offset_of!(Ctx, regs) == 0);
 /// The code of one program and where each op's code starts.
 pub(super) struct Compiled {
     pub code: Vec<u8>,
+    /// Accesses through computed pointers proved inside the frame (no
+    /// run-time check).
+    pub proved: usize,
     /// Offset of the code of op `i` (slot index); the entry point is 0.
     pub offsets: Vec<u32>,
 }
@@ -177,9 +180,9 @@ struct Emitter<'a> {
     /// Loop heads reached by exactly one backward jump: that jump's pc, and
     /// the entry before the head's code where it lands to check the budget.
     back_entry: std::collections::HashMap<usize, (usize, DynamicLabel)>,
-    /// Whether the base register of op `pc`'s memory access may point into
-    /// the stack.
-    stack_base: Vec<bool>,
+    /// Which accesses may reach the stack, and which provably stay in the
+    /// current frame.
+    frames: super::frame::Frames,
 }
 
 fn log2(size: usize) -> usize {
@@ -229,7 +232,7 @@ pub(super) fn compile(ops: &[Op], tramps: &Tramps, blind: Option<u32>) -> Compil
         oob,
         blind,
         back_entry,
-        stack_base: stack_bases(ops),
+        frames: super::frame::analyse(ops),
     };
     e.prologue();
     let mut offsets = vec![0u32; ops.len()];
@@ -251,8 +254,13 @@ pub(super) fn compile(ops: &[Op], tramps: &Tramps, blind: Option<u32>) -> Compil
     }
     e.cold();
     e.shared(tramps);
+    let proved = e.frames.in_frame.iter().filter(|&&p| p).count();
     let code = e.a.finalize().expect("every label the JIT uses is defined");
-    Compiled { code, offsets }
+    Compiled {
+        code,
+        offsets,
+        proved,
+    }
 }
 
 impl Emitter<'_> {
@@ -332,15 +340,20 @@ impl Emitter<'_> {
     /// inline, the other out of line, then the full check: the stack (from
     /// this frame up: rbp - 512 .. top) and the entry the last full check of
     /// this direction hit, whichever the base register more likely points
-    /// into first ([`stack_bases`]).
+    /// into first; nothing when the access provably stays in the current
+    /// frame ([`super::frame`]).
     fn checked(&mut self, base: u8, off: i32, size: usize, write: bool, pc: usize) {
+        asm!(self.a; lea r10, [Rq(base) + off]);
+        if self.frames.in_frame[pc] {
+            // Proved inside the current frame on every path.
+            return;
+        }
         let k = log2(size);
         let check = self.check[write as usize][k];
         let fail = self.oob_stub(pc, size, write);
         let label = self.label();
         let resume = self.label();
-        let stack_first = self.stack_base[pc];
-        asm!(self.a; lea r10, [Rq(base) + off]);
+        let stack_first = self.frames.stack_likely[pc];
         if stack_first {
             self.stack_test(k, label);
         } else {
@@ -1220,74 +1233,9 @@ enum Shift {
     Sar,
 }
 
-/// For each op, whether the base register of its memory access (src of a
-/// load, dst of a store) may hold a stack address: a forward "may point to
-/// the stack" analysis over registers (r10, copies of it, and sums with it;
-/// anything else a register is written with clears it), joined over every
-/// path to the op. Only the order of the bounds tests depends on it.
-fn stack_bases(ops: &[Op]) -> Vec<bool> {
-    use Kind::*;
-    const R10: u16 = 1 << 10;
-    const CALLER_SAVED: u16 = 0b11_1111;
-    let n = ops.len();
-    let mut state: Vec<Option<u16>> = vec![None; n];
-    let mut work = vec![0usize];
-    state[0] = Some(R10);
-    let flow = |state: &mut Vec<Option<u16>>, work: &mut Vec<usize>, to: usize, s: u16| {
-        if to >= n {
-            return;
-        }
-        let merged = state[to].unwrap_or(0) | s;
-        if state[to] != Some(merged) {
-            state[to] = Some(merged);
-            work.push(to);
-        }
-    };
-    while let Some(pc) = work.pop() {
-        let Some(s) = state[pc] else { continue };
-        let op = ops[pc];
-        let d = 1u16 << (op.dst & 15);
-        let src = 1u16 << (op.src & 15);
-        let mut out = s;
-        match op.kind {
-            Mov64R => out = (s & !d) | if s & src != 0 { d } else { 0 },
-            Add64R | Sub64R => out = if s & src != 0 { s | d } else { s },
-            Add64I | Sub64I => {}
-            Call | CallReg | CallLocal => out &= !CALLER_SAVED,
-            LdAbsB | LdAbsH | LdAbsW | LdIndB | LdIndH | LdIndW => out &= !1,
-            Atomic32 | Atomic64 => out &= !(1 | src),
-            StB | StH | StW | StDW | StxB | StxH | StxW | StxDW | FpStB | FpStH | FpStW
-            | FpStDW | FpStxB | FpStxH | FpStxW | FpStxDW | AtomicAdd64 | AtomicStoreB
-            | AtomicStoreH | AtomicStoreW | AtomicStoreDW | Ja | Exit | Nop | Unreachable => {}
-            k if jump_info(k).is_some() => {}
-            _ => out &= !d,
-        }
-        out |= R10;
-        match op.kind {
-            Exit | Unreachable => {}
-            Ja => flow(&mut state, &mut work, op.aux as usize, out),
-            CallLocal => {
-                flow(&mut state, &mut work, op.aux as usize, s | R10);
-                flow(&mut state, &mut work, pc + 1, out);
-            }
-            LdImm64 => flow(&mut state, &mut work, pc + 2, out),
-            k if jump_info(k).is_some() => {
-                flow(&mut state, &mut work, op.aux as usize, out);
-                flow(&mut state, &mut work, pc + 1, out);
-            }
-            _ => flow(&mut state, &mut work, pc + 1, out),
-        }
-    }
-    ops.iter()
-        .zip(&state)
-        .map(|(op, s)| {
-            let base = match op.kind {
-                LdxB | LdxH | LdxW | LdxDW | LdxSB | LdxSH | LdxSW => op.src,
-                _ => op.dst,
-            };
-            s.unwrap_or(0) & (1 << (base & 15)) != 0
-        })
-        .collect()
+/// Whether `k` is a conditional jump.
+pub(super) fn is_jump(k: Kind) -> bool {
+    jump_info(k).is_some()
 }
 
 /// The register-operand kind computing what an immediate-operand kind

@@ -23,6 +23,7 @@
 
 mod emit;
 mod exec;
+mod frame;
 
 use crate::env::RunEnv;
 use crate::helpers::{HelperContext, HelperError, HelperFn, Helpers};
@@ -202,6 +203,7 @@ pub struct Jit<'p> {
     prog: ProgRef<'p>,
     code: exec::ExecMem,
     code_len: usize,
+    proved: usize,
     /// Offset of each op's code (by slot), for bpf_loop callbacks.
     offsets: Vec<u32>,
     helpers: Vec<Option<Arc<HelperFn>>>,
@@ -257,6 +259,7 @@ impl<'p> Jit<'p> {
             prog,
             code,
             code_len: compiled.code.len(),
+            proved: compiled.proved,
             offsets: compiled.offsets,
             helpers: helpers.dense(),
             sparse: helpers.clone(),
@@ -280,6 +283,12 @@ impl<'p> Jit<'p> {
     /// Bytes of machine code.
     pub fn code_len(&self) -> usize {
         self.code_len
+    }
+
+    /// How many loads and stores through computed pointers the JIT proved
+    /// to stay inside the current stack frame, and runs unchecked.
+    pub fn proved_in_frame(&self) -> usize {
+        self.proved
     }
 
     /// The machine code, as it runs.
