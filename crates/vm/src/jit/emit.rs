@@ -179,7 +179,11 @@ struct Emitter<'a> {
     blind: Option<u32>,
     /// Loop heads reached by exactly one backward jump: that jump's pc, and
     /// the entry before the head's code where it lands to check the budget.
-    back_entry: std::collections::HashMap<usize, (usize, DynamicLabel)>,
+    back_entry: Vec<Option<(usize, DynamicLabel)>>,
+    /// Ops reached by exactly one forward jump that moves the count, and
+    /// not by falling through: that jump's pc, and an entry before the op
+    /// that moves the count, so the jump itself is a plain `jcc`.
+    forward_entry: Vec<Option<(usize, DynamicLabel)>>,
     /// Which accesses may reach the stack, and which provably stay in the
     /// current frame.
     frames: super::frame::Frames,
@@ -211,18 +215,37 @@ pub(super) fn compile(ops: &[Op], tramps: &Tramps, blind: Option<u32>) -> Compil
     };
     let check = [new4(&mut a), new4(&mut a)];
     let oob = [new4(&mut a), new4(&mut a)];
-    let mut back_edges: std::collections::HashMap<usize, Vec<usize>> = Default::default();
+    // Jumps into each op: how many, how many backward, and the last of each.
+    let n = ops.len();
+    let (mut into, mut back) = (vec![0u32; n], vec![0u32; n]);
+    let (mut last_into, mut last_back) = (vec![0usize; n], vec![0usize; n]);
     for (pc, op) in ops.iter().enumerate() {
-        let jump = op.kind == Kind::Ja || jump_info(op.kind).is_some();
-        if jump && op.hi() > 0 {
-            back_edges.entry(op.aux as usize).or_default().push(pc);
+        if op.kind == Kind::Ja || jump_info(op.kind).is_some() {
+            let t = op.aux as usize;
+            into[t] += 1;
+            last_into[t] = pc;
+            if op.hi() > 0 {
+                back[t] += 1;
+                last_back[t] = pc;
+            }
         }
     }
-    let back_entry = back_edges
-        .into_iter()
-        .filter(|(_, from)| from.len() == 1)
-        .map(|(target, from)| (target, (from[0], a.new_dynamic_label())))
-        .collect();
+    let mut back_entry = vec![None; n];
+    let mut forward_entry = vec![None; n];
+    for t in 0..n {
+        if back[t] == 1 {
+            // A loop head with one back edge (forward jumps may reach it too).
+            back_entry[t] = Some((last_back[t], a.new_dynamic_label()));
+        } else if into[t] == 1
+            && ops[last_into[t]].hi() < 0
+            // The code before must not fall into an entry meant for the
+            // jump alone.
+            && t > 0
+            && matches!(ops[t - 1].kind, Kind::Ja | Kind::Exit)
+        {
+            forward_entry[t] = Some((last_into[t], a.new_dynamic_label()));
+        }
+    }
     let mut e = Emitter {
         a,
         ops,
@@ -232,13 +255,19 @@ pub(super) fn compile(ops: &[Op], tramps: &Tramps, blind: Option<u32>) -> Compil
         oob,
         blind,
         back_entry,
+        forward_entry,
         frames: super::frame::analyse(ops),
     };
     e.prologue();
     let mut offsets = vec![0u32; ops.len()];
     for (pc, off) in offsets.iter_mut().enumerate() {
         let l = e.labels[pc];
-        if let Some(&(from, entry)) = e.back_entry.get(&pc) {
+        if let Some((from, entry)) = e.forward_entry[pc] {
+            // Only the jump arrives here: it moves the count on the way in.
+            let delta = e.ops[from].hi();
+            asm!(e.a; =>entry; lea r9, [r9 + delta]);
+        }
+        if let Some((from, entry)) = e.back_entry[pc] {
             // Straight-line code reaching the head skips the check.
             let budget = e.budget_stub(from);
             asm!(e.a
@@ -744,12 +773,7 @@ impl Emitter<'_> {
             // Backward: a loop. The edge that owns its target's back entry
             // jumps there with the count moved (lea leaves the flags); the
             // entry checks the budget and falls into the target.
-            if let Some(entry) = self
-                .back_entry
-                .get(&target)
-                .filter(|e| e.0 == pc)
-                .map(|e| e.1)
-            {
+            if let Some(entry) = self.back_entry[target].filter(|e| e.0 == pc).map(|e| e.1) {
                 asm!(self.a; lea r9, [r9 + delta]);
                 match cc {
                     None => asm!(self.a; jmp =>entry),
@@ -768,6 +792,16 @@ impl Emitter<'_> {
                     self.jcc(cc.inverse(), skip);
                     asm!(self.a; add r9, delta; jge =>b; jmp =>tl; =>skip);
                 }
+            }
+            return;
+        }
+        if let Some(entry) = self.forward_entry[target]
+            .filter(|e| e.0 == pc)
+            .map(|e| e.1)
+        {
+            match cc {
+                None => asm!(self.a; jmp =>entry),
+                Some(cc) => self.jcc(cc, entry),
             }
             return;
         }

@@ -28,7 +28,7 @@ enum V {
 
 use V::*;
 
-const WIDEN_AFTER: u32 = 16;
+const WIDEN_AFTER: u32 = 3;
 
 type State = [V; 11];
 
@@ -199,10 +199,23 @@ fn entry() -> State {
 pub(super) fn analyse(ops: &[Op]) -> Frames {
     use Kind::*;
     let n = ops.len();
+    let mut stack_likely = vec![false; n];
+    let mut in_frame = vec![false; n];
+    // Without r10 read as a register, no register but r10 can hold a stack
+    // address: nothing to find.
+    if !ops
+        .iter()
+        .any(|op| op.src == 10 && !matches!(op.kind, LdImm64))
+    {
+        return Frames {
+            stack_likely,
+            in_frame,
+        };
+    }
     let mut state: Vec<Option<State>> = vec![None; n];
     let mut visits = vec![0u32; n];
-    let mut work = Vec::new();
-    let mut flow = |state: &mut Vec<Option<State>>, work: &mut Vec<usize>, to: usize, s: State| {
+    let mut dirty = vec![false; n];
+    let mut flow = |state: &mut Vec<Option<State>>, dirty: &mut Vec<bool>, to: usize, s: State| {
         if to >= n {
             return;
         }
@@ -220,31 +233,39 @@ pub(super) fn analyse(ops: &[Op]) -> Frames {
         };
         if state[to] != Some(merged) {
             state[to] = Some(merged);
-            work.push(to);
+            dirty[to] = true;
         }
     };
-    flow(&mut state, &mut work, 0, entry());
-    while let Some(pc) = work.pop() {
-        let Some(before) = state[pc] else { continue };
-        let op = &ops[pc];
-        let after = step(op, before);
-        match op.kind {
-            Exit | Unreachable => {}
-            Ja => flow(&mut state, &mut work, op.aux as usize, after),
-            CallLocal => {
-                flow(&mut state, &mut work, op.aux as usize, entry());
-                flow(&mut state, &mut work, pc + 1, after);
+    flow(&mut state, &mut dirty, 0, entry());
+    // Sweeps in program order: forward edges settle in one sweep, loops
+    // in a few (widening bounds them).
+    let mut again = true;
+    while again {
+        again = false;
+        for pc in 0..n {
+            if !std::mem::take(&mut dirty[pc]) {
+                continue;
             }
-            LdImm64 => flow(&mut state, &mut work, pc + 2, after),
-            k if super::emit::is_jump(k) => {
-                flow(&mut state, &mut work, op.aux as usize, after);
-                flow(&mut state, &mut work, pc + 1, after);
+            again = true;
+            let Some(before) = state[pc] else { continue };
+            let op = &ops[pc];
+            let after = step(op, before);
+            match op.kind {
+                Exit | Unreachable => {}
+                Ja => flow(&mut state, &mut dirty, op.aux as usize, after),
+                CallLocal => {
+                    flow(&mut state, &mut dirty, op.aux as usize, entry());
+                    flow(&mut state, &mut dirty, pc + 1, after);
+                }
+                LdImm64 => flow(&mut state, &mut dirty, pc + 2, after),
+                k if super::emit::is_jump(k) => {
+                    flow(&mut state, &mut dirty, op.aux as usize, after);
+                    flow(&mut state, &mut dirty, pc + 1, after);
+                }
+                _ => flow(&mut state, &mut dirty, pc + 1, after),
             }
-            _ => flow(&mut state, &mut work, pc + 1, after),
         }
     }
-    let mut stack_likely = vec![false; n];
-    let mut in_frame = vec![false; n];
     for (pc, op) in ops.iter().enumerate() {
         let (base, size) = match op.kind {
             LdxB | LdxSB => (op.src, 1),
