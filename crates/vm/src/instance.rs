@@ -417,6 +417,9 @@ impl Instance {
         let mut runner = self.runner();
         runner.env.packet = Some(ctx);
         let repeat = repeat.max(1);
+        // Compiling is not running: the program is ready before the clock
+        // starts (programs it tail-calls are made on first use).
+        runner.executor(self, id)?;
         let start = std::time::Instant::now();
         let mut result = Ok(crate::Outcome { r0: 0, insns: 0 });
         for _ in 0..repeat {
@@ -583,6 +586,11 @@ struct Runner {
 }
 
 impl Runner {
+    /// Program `id`'s executor, made (for the JIT: compiled) on first use.
+    fn executor(&mut self, inst: &Instance, id: u32) -> Result<&mut Executor<'static>, RunError> {
+        executor(&mut self.execs, inst, id)
+    }
+
     /// Runs program `id`, then each program it tail-calls, entering each with
     /// the same context.
     fn chain(
@@ -594,17 +602,7 @@ impl Runner {
         let mut insns = 0u64;
         loop {
             let p = &inst.programs[id as usize];
-            let interp = match &mut self.execs[id as usize] {
-                Some(i) => i,
-                slot => slot.insert(
-                    Executor::shared(p.program.clone(), &inst.helpers, inst.exec_mode).map_err(
-                        |error| RunError::Prepare {
-                            program: p.name.clone(),
-                            error,
-                        },
-                    )?,
-                ),
-            };
+            let interp = executor(&mut self.execs, inst, id)?;
             let out = interp
                 .run_in(&mut self.env, &mut enter)
                 .map_err(|error| RunError::Vm {
@@ -621,6 +619,25 @@ impl Runner {
             }
         }
     }
+}
+
+fn executor<'a>(
+    execs: &'a mut [Option<Executor<'static>>],
+    inst: &Instance,
+    id: u32,
+) -> Result<&'a mut Executor<'static>, RunError> {
+    let p = &inst.programs[id as usize];
+    Ok(match &mut execs[id as usize] {
+        Some(i) => i,
+        slot => slot.insert(
+            Executor::shared(p.program.clone(), &inst.helpers, inst.exec_mode).map_err(
+                |error| RunError::Prepare {
+                    program: p.name.clone(),
+                    error,
+                },
+            )?,
+        ),
+    })
 }
 
 /// Resolves an object's LDDW pseudo loads for the VM: a map reference
