@@ -221,3 +221,58 @@ fn stack_accesses_proved_in_frame_run_unchecked() {
     assert_eq!(jit.proved_in_frame(), 0);
     assert_eq!(jit.run(&mut []).unwrap().r0, 5);
 }
+
+/// Loop counters bounded by their loop's condition: `t[i]` for i below the
+/// table's length is proved in the frame (top- and bottom-tested loops),
+/// one past it is not, and fails where the interpreter fails.
+#[test]
+fn loop_bounded_stack_indexes_are_proved() {
+    // r2 = i; t = r10 - 256 (64 u32 slots).
+    let top_tested = |limit: u32| {
+        format!(
+            "mov %r2, 0\nmov %r0, 0\nloop:\njge %r2, {limit}, done\nmov %r3, %r2\nlsh %r3, 2\n\
+             mov %r4, %r10\nadd %r4, -256\nadd %r4, %r3\nstxw [%r4+0], %r2\nldxw %r5, [%r4+0]\n\
+             add %r0, %r5\nadd %r2, 1\nja loop\ndone:\nexit"
+        )
+    };
+    let bottom_tested = |limit: u32| {
+        format!(
+            "mov %r2, 0\nmov %r0, 0\nloop:\nmov %r3, %r2\nlsh %r3, 2\nmov %r4, %r10\nadd %r4, -256\n\
+             add %r4, %r3\nstxw [%r4+0], %r2\nldxw %r5, [%r4+0]\nadd %r0, %r5\nadd %r2, 1\n\
+             jlt %r2, {limit}, loop\nexit"
+        )
+    };
+    let helpers = Helpers::new();
+    for (src, proved, ok) in [
+        (top_tested(64), 2, true),
+        (bottom_tested(64), 2, true),
+        (top_tested(65), 0, false),
+        (bottom_tested(65), 0, false),
+    ] {
+        let slots = assemble(&src, Dialect::Conformance).unwrap();
+        let prog = Program::new(&slots).unwrap();
+        let mut jit = Jit::new(&prog, &helpers).unwrap();
+        assert_eq!(jit.proved_in_frame(), proved, "{src}");
+        let mut vm = Interpreter::new(&prog, &helpers).unwrap();
+        let (j, i) = (jit.run(&mut []), vm.run(&mut []));
+        if ok {
+            assert_eq!(j.as_ref().unwrap().r0, (0..64).sum::<u64>());
+            assert_eq!(j.unwrap(), i.unwrap());
+        } else {
+            // i = 64 writes t[64] = r10 + 0: past the frame's top.
+            let (j, i) = (j.unwrap_err(), i.unwrap_err());
+            assert!(
+                matches!(
+                    j,
+                    VmError::OutOfBounds {
+                        size: 4,
+                        write: true,
+                        ..
+                    }
+                ),
+                "{j}"
+            );
+            assert_eq!(j.pc(), i.pc());
+        }
+    }
+}

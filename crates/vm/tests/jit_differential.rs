@@ -137,12 +137,31 @@ impl Gen {
             })
         };
         let base = self.rng.pick(&[-8, -64, -256, -512, -520, 0]);
+        let mut guard = None;
         // Offsets stay within 8 KiB of the stack top, where addresses are
         // compared relative to it (the engines' stacks live apart).
         let mask = self.rng.pick(&[3, 7, 63, 127, 255, 504, 900]);
         items.push(alu(AluOp::Mov, p, Source::Reg(Reg::R10)));
         items.push(alu(AluOp::Add, p, Source::Imm(base)));
-        items.push(alu(AluOp::And, x, Source::Imm(mask)));
+        if self.rng.chance(1, 2) {
+            items.push(alu(AluOp::And, x, Source::Imm(mask)));
+        } else {
+            // Bounded by a branch instead: the access is skipped unless x
+            // is at most a limit (or equal to it), so addresses stay near
+            // the stack top.
+            let cond = self.rng.pick(&[JmpCond::Ge, JmpCond::Gt, JmpCond::Ne]);
+            let skip = Instruction::Jump {
+                width: Width::W64,
+                cond,
+                dst: x,
+                src: Source::Imm(self.rng.pick(&[0, 1, 63, 64, 255, 256, 511, 512, 1000])),
+                off: 0,
+            };
+            // Skips the rest of the pattern but the final clear of p
+            // (its target is set once that is placed).
+            guard = Some((items.len(), skip));
+            items.push(Item::Insn(skip));
+        }
         if self.rng.chance(1, 3) {
             items.push(alu(AluOp::Lsh, x, Source::Imm(self.rng.pick(&[1, 2, 3]))));
         }
@@ -171,6 +190,9 @@ impl Gen {
             },
         }));
         items.push(alu(AluOp::Mov, p, Source::Imm(0)));
+        if let Some((at, skip)) = guard {
+            items[at] = Item::Jump(skip, items.len() - 1);
+        }
     }
 
     fn insn(&mut self, items: &mut Vec<Item>, lo: usize, hi: usize) {

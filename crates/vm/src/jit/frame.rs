@@ -29,6 +29,7 @@ enum V {
 use V::*;
 
 const WIDEN_AFTER: u32 = 3;
+const NARROWING_SWEEPS: usize = 3;
 
 type State = [V; 11];
 
@@ -189,6 +190,76 @@ fn step(op: &Op, mut s: State) -> State {
     s
 }
 
+/// Where control goes after op `pc`, and the state on each edge.
+fn successors(ops: &[Op], pc: usize, before: State) -> Vec<(usize, State)> {
+    use Kind::*;
+    let op = &ops[pc];
+    let after = step(op, before);
+    match op.kind {
+        Exit | Unreachable => vec![],
+        Ja => vec![(op.aux as usize, after)],
+        CallLocal => vec![(op.aux as usize, entry()), (pc + 1, after)],
+        LdImm64 => vec![(pc + 2, after)],
+        k if super::emit::is_jump(k) => {
+            let (taken, fall) = refine(op, after);
+            let mut out = Vec::with_capacity(2);
+            if let Some(t) = taken {
+                out.push((op.aux as usize, t));
+            }
+            if let Some(f) = fall {
+                out.push((pc + 1, f));
+            }
+            out
+        }
+        _ => vec![(pc + 1, after)],
+    }
+}
+
+/// The states on a conditional jump's two edges (taken, fall-through):
+/// a 64-bit unsigned comparison of a register with an immediate bounds the
+/// register's range on each edge. `None`: no value takes that edge.
+fn refine(op: &Op, s: State) -> (Option<State>, Option<State>) {
+    use Kind::*;
+    let d = (op.dst as usize).min(10);
+    let c = op.lo() as i64 as u64;
+    let (lo, hi) = match s[d] {
+        Scalar(a, b) => (a, b),
+        Any => (0, u64::MAX),
+        _ => return (Some(s), Some(s)),
+    };
+    // The range of values for which `d <cond> c` holds, and its complement
+    // as one or two ranges (kept only when it is one).
+    let below = |n: u64| (n > 0).then(|| (lo, hi.min(n - 1)));
+    let at_least = |n: u64| Some((lo.max(n), hi));
+    let (yes, no) = match op.kind {
+        Jlt64I => (below(c), at_least(c)),
+        Jle64I => (
+            c.checked_add(1).map_or(Some((lo, hi)), below),
+            c.checked_add(1).and_then(at_least),
+        ),
+        Jgt64I => (
+            c.checked_add(1).and_then(at_least),
+            c.checked_add(1).map_or(Some((lo, hi)), below),
+        ),
+        Jge64I => (at_least(c), below(c)),
+        Jeq64I => (Some((lo.max(c), hi.min(c))), Some((lo, hi))),
+        Jne64I => (Some((lo, hi)), Some((lo.max(c), hi.min(c)))),
+        _ => return (Some(s), Some(s)),
+    };
+    let with = |r: Option<(u64, u64)>| {
+        r.filter(|&(a, b)| a <= b).map(|(a, b)| {
+            let mut t = s;
+            t[d] = if (a, b) == (0, u64::MAX) {
+                Any
+            } else {
+                Scalar(a, b)
+            };
+            t
+        })
+    };
+    (with(yes), with(no))
+}
+
 /// The state a function starts with: only r10 known.
 fn entry() -> State {
     let mut s = [Any; 11];
@@ -248,22 +319,44 @@ pub(super) fn analyse(ops: &[Op]) -> Frames {
             }
             again = true;
             let Some(before) = state[pc] else { continue };
-            let op = &ops[pc];
-            let after = step(op, before);
-            match op.kind {
-                Exit | Unreachable => {}
-                Ja => flow(&mut state, &mut dirty, op.aux as usize, after),
-                CallLocal => {
-                    flow(&mut state, &mut dirty, op.aux as usize, entry());
-                    flow(&mut state, &mut dirty, pc + 1, after);
-                }
-                LdImm64 => flow(&mut state, &mut dirty, pc + 2, after),
-                k if super::emit::is_jump(k) => {
-                    flow(&mut state, &mut dirty, op.aux as usize, after);
-                    flow(&mut state, &mut dirty, pc + 1, after);
-                }
-                _ => flow(&mut state, &mut dirty, pc + 1, after),
+            for (to, s) in successors(ops, pc, before) {
+                flow(&mut state, &mut dirty, to, s);
             }
+        }
+    }
+    // Narrowing: recomputing a state from its predecessors' keeps the
+    // result sound (it stays a post-fixpoint) and takes back what widening
+    // gave up where a branch bounds a value (a loop counter below its
+    // limit). In program order, in place, so a loop body sees its head's
+    // narrowed state in the same sweep.
+    let mut preds: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for pc in 0..n {
+        if let Some(before) = state[pc] {
+            for (to, _) in successors(ops, pc, before) {
+                if to < n && !preds[to].contains(&pc) {
+                    preds[to].push(pc);
+                }
+            }
+        }
+    }
+    for _ in 0..NARROWING_SWEEPS {
+        for pc in 0..n {
+            if state[pc].is_none() {
+                continue;
+            }
+            let mut acc = (pc == 0).then(entry);
+            for &p in &preds[pc] {
+                let Some(sp) = state[p] else { continue };
+                for (to, s) in successors(ops, p, sp) {
+                    if to == pc {
+                        acc = Some(match acc {
+                            None => s,
+                            Some(a) => std::array::from_fn(|r| join(a[r], s[r])),
+                        });
+                    }
+                }
+            }
+            state[pc] = acc;
         }
     }
     for (pc, op) in ops.iter().enumerate() {
