@@ -330,8 +330,8 @@ pub(super) fn analyse(ops: &[Op]) -> Frames {
     // limit). In program order, in place, so a loop body sees its head's
     // narrowed state in the same sweep.
     let mut preds: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for pc in 0..n {
-        if let Some(before) = state[pc] {
+    for (pc, st) in state.iter().enumerate() {
+        if let Some(before) = *st {
             for (to, _) in successors(ops, pc, before) {
                 if to < n && !preds[to].contains(&pc) {
                     preds[to].push(pc);
