@@ -40,6 +40,9 @@
 //! `ubpf_load`), per 1,000 instruction slots of the program.
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod timing;
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod bench {
     use bpfkit_vm::{Helpers, Interpreter, Jit, Program};
     use std::cell::RefCell;
@@ -48,7 +51,7 @@ mod bench {
     use std::path::{Path, PathBuf};
     use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
     use std::rc::Rc;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     /// The workloads, in the order of `WL_FOR_EACH` in the header.
     const WORKLOADS: [&str; 8] = [
@@ -56,24 +59,11 @@ mod bench {
     ];
     /// `WL_INPUT` in the header.
     const INPUT: usize = 2048;
-    const WARMUP: Duration = Duration::from_millis(200);
-    const SAMPLE_NS: f64 = 10e6;
+    use crate::timing::{SAMPLE_NS, WARMUP};
     const COMPILES: usize = 50;
 
     fn bpf_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bpf/bench")
-    }
-
-    /// CPU time of the calling thread, in nanoseconds.
-    fn thread_ns() -> f64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: ts is a valid timespec to write to.
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-        ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
     }
 
     /// The input: fixed pseudo-random bytes (splitmix64).
@@ -104,27 +94,18 @@ mod bench {
 
     impl<F: FnMut() -> u64> Local<F> {
         fn new(mut run: F) -> Self {
-            let start = Instant::now();
-            let mut runs = 0u64;
-            while start.elapsed() < WARMUP {
-                black_box(run());
-                runs += 1;
-            }
-            let per_run = WARMUP.as_nanos() as f64 / runs as f64;
-            Local {
-                run,
-                reps: ((SAMPLE_NS / per_run) as u64).max(1),
-            }
+            let reps = crate::timing::reps_per_sample(&mut run);
+            Local { run, reps }
         }
     }
 
     impl<F: FnMut() -> u64> Sampler for Local<F> {
         fn sample(&mut self) -> Result<f64, String> {
-            let t = thread_ns();
+            let t = crate::timing::thread_ns();
             for _ in 0..self.reps {
                 black_box((self.run)());
             }
-            Ok((thread_ns() - t) / self.reps as f64)
+            Ok((crate::timing::thread_ns() - t) / self.reps as f64)
         }
     }
 
@@ -423,11 +404,11 @@ mod bench {
         }
         row.code_bytes[0] = Some(jit.code_len() as u64);
         let c = best_of(COMPILES, || {
-            let t0 = thread_ns();
+            let t0 = crate::timing::thread_ns();
             let p = Program::new(&slots).unwrap();
-            let t1 = thread_ns();
+            let t1 = crate::timing::thread_ns();
             let j = Jit::new(&p, &helpers).unwrap();
-            let t2 = thread_ns();
+            let t2 = crate::timing::thread_ns();
             drop(black_box(j));
             (t2 - t1, t2 - t0)
         });
@@ -476,11 +457,11 @@ mod bench {
         };
         if rbpf_vm.is_some() {
             let c = best_of(COMPILES, || {
-                let t0 = thread_ns();
+                let t0 = crate::timing::thread_ns();
                 let mut vm = rbpf::EbpfVmRaw::new(Some(&bytes)).unwrap();
-                let t1 = thread_ns();
+                let t1 = crate::timing::thread_ns();
                 vm.jit_compile().unwrap();
-                let t2 = thread_ns();
+                let t2 = crate::timing::thread_ns();
                 drop(black_box(vm));
                 (t2 - t1, t2 - t0)
             });

@@ -18,25 +18,10 @@
 //! (`NAME.expect`) to DIR, so other engines can be timed on the same input.
 
 mod common;
+mod timing;
 
 use bpfkit_vm::{Helpers, Interpreter, Program};
 use std::hint::black_box;
-use std::time::{Duration, Instant};
-
-const WARMUP: Duration = Duration::from_millis(200);
-const SAMPLE_NS: f64 = 10e6;
-
-/// CPU time of the calling thread, in nanoseconds.
-fn thread_ns() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec to write to.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
-}
 
 /// An engine under measurement: how many runs make a sample, and the best
 /// time per run seen so far.
@@ -48,26 +33,20 @@ struct Timer<F: FnMut() -> u64> {
 
 impl<F: FnMut() -> u64> Timer<F> {
     fn new(mut run: F) -> Self {
-        let start = Instant::now();
-        let mut runs = 0u64;
-        while start.elapsed() < WARMUP {
-            black_box(run());
-            runs += 1;
-        }
-        let per_run = WARMUP.as_nanos() as f64 / runs as f64;
+        let reps = timing::reps_per_sample(&mut run);
         Timer {
             run,
-            reps: ((SAMPLE_NS / per_run) as u64).max(1),
+            reps,
             best: f64::INFINITY,
         }
     }
 
     fn sample(&mut self) {
-        let t = thread_ns();
+        let t = timing::thread_ns();
         for _ in 0..self.reps {
             black_box((self.run)());
         }
-        self.best = self.best.min((thread_ns() - t) / self.reps as f64);
+        self.best = self.best.min((timing::thread_ns() - t) / self.reps as f64);
     }
 }
 
