@@ -13,28 +13,17 @@
 
 #![no_main]
 
-use bpfkit_vm::{HelperError, Helpers, Interpreter, LoadError, Program, MAX_FRAMES};
+use bpfkit_vm::{Interpreter, LoadError, Program, MAX_FRAMES};
+
+#[path = "common.rs"]
+mod common;
+use common::helpers;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
 const GUARD: usize = 32;
 const BUDGET: u64 = 10_000;
 const GUARD_BYTE: u8 = 0xa5;
-
-fn helpers() -> Helpers {
-    let mut h = bpfkit_vm::helpers::conformance();
-    h.register(1, "add", |_, a| Ok(a[0].wrapping_add(a[1])));
-    h.register(2, "read8", |ctx, a| {
-        let b = ctx.read(a[0], 8)?;
-        Ok(u64::from_le_bytes(b.try_into().unwrap()))
-    });
-    h.register(3, "write8", |ctx, a| {
-        ctx.write(a[0], &a[1].to_le_bytes())?;
-        Ok(0)
-    });
-    h.register(4, "stop", |_, a| Err(HelperError::Exit(a[0])));
-    h
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&n, rest)) = data.split_first() else {

@@ -51,14 +51,14 @@ impl ExecArgs {
         if self.interpret {
             return Ok(ExecMode::Interpret);
         }
-        if (self.jit || self.blinding) && !ExecMode::JIT_AVAILABLE {
+        if !(self.jit || self.blinding) {
+            return Ok(ExecMode::host_default());
+        }
+        if !ExecMode::JIT_AVAILABLE {
             bail!("--jit: the JIT compiles for x86-64 Linux only; use --interpret on this host");
         }
-        Ok(match ExecMode::host_default() {
-            ExecMode::Interpret if !self.jit && !self.blinding => ExecMode::Interpret,
-            _ => ExecMode::Jit {
-                blinding: self.blinding,
-            },
+        Ok(ExecMode::Jit {
+            blinding: self.blinding,
         })
     }
 }
@@ -267,6 +267,7 @@ pub fn run(
     if let Some(ctx) = context {
         return run_on_context(path, load_args, args, &ctx);
     }
+    let exec = load_args.exec.mode()?;
     let mut packets: Vec<Packet> = Vec::new();
     if let Some(p) = &args.pcap {
         packets = pcap_io::read(p)?;
@@ -382,7 +383,6 @@ pub fn run(
     }
 
     if args.json {
-        let exec = load_args.exec.mode()?;
         let per_engine: Vec<Value> = engines
             .iter()
             .zip(&verdicts)
@@ -432,8 +432,7 @@ pub fn run(
                 .map(|r| r.duration_ns)
                 .collect();
             let avg = ran.iter().sum::<u64>() / ran.len().max(1) as u64;
-            let label = engine_label(*e, load_args.exec.mode()?);
-            println!("{label}: {avg} ns per run on average");
+            println!("{}: {avg} ns per run on average", engine_label(*e, exec));
             for (name, n) in v {
                 println!("  {name:<16} {n}");
             }
@@ -492,6 +491,7 @@ fn run_on_context(
     if args.pcap.is_some() || !args.packet_hex.is_empty() {
         bail!("give packets (--pcap, --packet-hex) or a context (--mem, --mem-hex), not both");
     }
+    let exec = load_args.exec.mode()?;
     let mut loaded = load(path, load_args)?;
     let names = loaded[0].program_names();
     let program = match (&args.program, names.as_slice()) {
@@ -533,7 +533,7 @@ fn run_on_context(
             "program": program,
             "engines": retvals.iter().map(|(e, r0, _)| json!({
                 "engine": format!("{e:?}").to_lowercase(), "r0": r0,
-                "exec": (*e == Engine::Vm).then(|| load_args.exec.mode().map(|m| m.name()).ok()),
+                "exec": (*e == Engine::Vm).then(|| exec.name()),
             })).collect::<Vec<_>>(),
             "maps": maps_json,
             "differences": differences,
@@ -541,8 +541,7 @@ fn run_on_context(
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         for (e, r0, after) in &retvals {
-            let label = engine_label(*e, load_args.exec.mode()?);
-            println!("{label}: r0 = {r0:#x} ({})", *r0 as i64);
+            println!("{}: r0 = {r0:#x} ({})", engine_label(*e, exec), *r0 as i64);
             if after.as_slice() != ctx {
                 println!("  context after the run: {}", hex(after));
             }

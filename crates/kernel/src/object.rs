@@ -253,6 +253,26 @@ struct Usdt {
     specs: Vec<[u8; crate::usdt::SPEC_SIZE]>,
 }
 
+/// Turns aya's error for `action` on `program` into ours: a verifier
+/// refusal with its log named by instruction, anything else with its chain.
+fn program_failed<'a>(
+    bytes: &'a [u8],
+    program: &'a str,
+    action: &'static str,
+) -> impl Fn(aya::programs::ProgramError) -> ObjectError + 'a {
+    move |e| match e {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => rejected(bytes, program, &io_error, &verifier_log.to_string()),
+        e => ObjectError::Program {
+            program: program.to_string(),
+            action,
+            message: error_chain(&e),
+        },
+    }
+}
+
 /// A verifier rejection: the log, and the instruction it stopped at as
 /// bpfkit's disassembler shows it (from the object's own bytes; map loads
 /// show before relocation).
@@ -381,19 +401,7 @@ impl KernelObject {
     /// Loads (verifies) and attaches a program.
     pub fn attach(&mut self, program: &str, at: Attach<'_>) -> Result<(), ObjectError> {
         let bytes = &self.bytes;
-        let fail = |action: &'static str| {
-            move |e: aya::programs::ProgramError| match e {
-                aya::programs::ProgramError::LoadError {
-                    io_error,
-                    verifier_log,
-                } => rejected(bytes, program, &io_error, &verifier_log.to_string()),
-                e => ObjectError::Program {
-                    program: program.to_string(),
-                    action,
-                    message: error_chain(&e),
-                },
-            }
-        };
+        let fail = |action: &'static str| program_failed(bytes, program, action);
         match at {
             Attach::Tracepoint { category, name } => {
                 crate::setup::ensure(crate::setup::Mount::Tracefs).map_err(|e| {
@@ -638,17 +646,7 @@ impl KernelObject {
         let bytes = &self.bytes;
         let p = program_as!(self, program, UProbe, "uprobe");
         if p.fd().is_err() {
-            p.load().map_err(|e| match e {
-                aya::programs::ProgramError::LoadError {
-                    io_error,
-                    verifier_log,
-                } => rejected(bytes, program, &io_error, &verifier_log.to_string()),
-                e => ObjectError::Program {
-                    program: program.to_string(),
-                    action: "load",
-                    message: error_chain(&e),
-                },
-            })?;
+            p.load().map_err(program_failed(bytes, program, "load"))?;
         }
         let prog_fd = p
             .fd()
@@ -703,11 +701,6 @@ impl KernelObject {
         }
         self.usdt.links.extend(links);
         Ok(())
-    }
-
-    /// bpfkit's reading of the object as loaded (`__kconfig` values and all).
-    pub fn object_file(&self) -> Option<bpfkit_object::ObjectFile> {
-        bpfkit_object::parse(&self.bytes).ok()
     }
 
     /// Runs a networking program (XDP, tc, socket filter) once or `repeat`
@@ -830,17 +823,7 @@ impl KernelObject {
                 })
             }
         };
-        loaded.map_err(|e| match e {
-            aya::programs::ProgramError::LoadError {
-                io_error,
-                verifier_log,
-            } => rejected(bytes, program, &io_error, &verifier_log.to_string()),
-            e => ObjectError::Program {
-                program: program.to_string(),
-                action: "load",
-                message: error_chain(&e),
-            },
-        })
+        loaded.map_err(program_failed(bytes, program, "load"))
     }
 
     /// Puts `program` (loading it first if needed) at `index` of the

@@ -350,6 +350,7 @@ impl Probes {
                 .iter()
                 .map(|n| format!("{}:{}", n.provider, n.name))
                 .collect();
+            known.sort();
             known.dedup();
             return Err(UsdtError::NoProbe {
                 path: self.path.clone(),
@@ -476,6 +477,15 @@ pub struct Link {
 }
 
 fn uprobe_pmu_type() -> io::Result<u32> {
+    // Read once: every call site of every probe needs it.
+    static TYPE: std::sync::OnceLock<Result<u32, (io::ErrorKind, String)>> =
+        std::sync::OnceLock::new();
+    TYPE.get_or_init(|| read_uprobe_pmu_type().map_err(|e| (e.kind(), e.to_string())))
+        .clone()
+        .map_err(|(kind, msg)| io::Error::new(kind, msg))
+}
+
+fn read_uprobe_pmu_type() -> io::Result<u32> {
     let path = "/sys/bus/event_source/devices/uprobe/type";
     std::fs::read_to_string(path)
         .and_then(|s| {
@@ -507,8 +517,18 @@ pub fn attach_uprobe(
     // struct perf_event_attr (PERF_ATTR_SIZE_VER7, 128 bytes).
     let mut attr = [0u64; 16];
     let size: u32 = 128;
+    // The kernel takes the semaphore's offset in config's upper 32 bits.
+    let ref_ctr = u32::try_from(ref_ctr_offset).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{}: semaphore at file offset {ref_ctr_offset:#x} is past the 4 GiB a uprobe can count",
+                path.display()
+            ),
+        )
+    })?;
     attr[0] = u64::from(uprobe_pmu_type()?) | (u64::from(size) << 32);
-    attr[1] = ref_ctr_offset << REF_CTR_SHIFT; // config (bit 0: retprobe)
+    attr[1] = u64::from(ref_ctr) << REF_CTR_SHIFT; // config (bit 0: retprobe)
     attr[7] = c_path.as_ptr() as u64; // config1: uprobe_path
     attr[8] = offset; // config2: probe_offset
     let (pid, cpu) = match pid {

@@ -196,7 +196,9 @@ fn classify(btf: &BtfInfo, id: u32) -> Option<(KconfigKind, u32)> {
                     _ => None,
                 }
             }
-            BtfType::Enum { name, size, .. } if name == "libbpf_tristate" => {
+            BtfType::Enum { name, size, .. }
+                if name == "libbpf_tristate" && matches!(size, 1 | 2 | 4 | 8) =>
+            {
                 return Some((KconfigKind::Tristate, *size))
             }
             BtfType::Enum { size, signed, .. } | BtfType::Enum64 { size, signed, .. }
@@ -208,7 +210,7 @@ fn classify(btf: &BtfInfo, id: u32) -> Option<(KconfigKind, u32)> {
                 let (kind, _) = classify(btf, *elem)?;
                 return matches!(kind, KconfigKind::Char | KconfigKind::Int { .. })
                     .then_some(())
-                    .filter(|_| btf.type_size(*elem) == Some(1))
+                    .filter(|_| btf.type_size(*elem) == Some(1) && *len > 0)
                     .map(|_| (KconfigKind::CharArray, *len));
             }
             _ => return None,
@@ -221,6 +223,9 @@ fn classify(btf: &BtfInfo, id: u32) -> Option<(KconfigKind, u32)> {
 pub fn encode_kconfig_value(ext: &KconfigExtern, raw: &str) -> Result<Vec<u8>, ObjectError> {
     let size = ext.size as usize;
     let bad = |why: &str| kerr(&ext.name, format!("value {raw:?}: {why}"));
+    if size == 0 {
+        return Err(bad("the extern has no bytes to hold it"));
+    }
     let mut out = vec![0u8; size];
     match raw {
         "y" | "n" | "m" => {
@@ -350,7 +355,8 @@ fn layout(found: &Found, values: &KconfigValues<'_>) -> Result<(Vec<u8>, Vec<usi
     for (ext, _) in &found.externs {
         let align = match ext.kind {
             KconfigKind::CharArray => 1,
-            _ => ext.size as usize,
+            // classify() admits only 1, 2, 4 and 8; never loop on 0.
+            _ => (ext.size as usize).max(1),
         };
         while !data.len().is_multiple_of(align) {
             data.push(0);
@@ -726,6 +732,18 @@ mod tests {
             kind,
             size,
             weak: false,
+        }
+    }
+
+    #[test]
+    fn zero_sized_externs_are_refused_not_indexed() {
+        for kind in [
+            KconfigKind::Tristate,
+            KconfigKind::Bool,
+            KconfigKind::CharArray,
+        ] {
+            let e = encode_kconfig_value(&ext(kind, 0), "y").unwrap_err();
+            assert!(e.to_string().contains("CONFIG_X"), "{e}");
         }
     }
 

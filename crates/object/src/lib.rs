@@ -267,14 +267,6 @@ impl ObjectFile {
     }
 }
 
-/// The object's bytes as the kernel loader (aya) needs them: ebpf_exporter's
-/// `xdp/IFACE` program sections renamed in place to `xdp`, which aya-obj
-/// reads (the interface is taken from the original name, as [`parse`] keeps
-/// it). Anything else comes back unchanged.
-pub fn kernel_section_names(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    elf::kernel_section_names(bytes)
-}
-
 /// Parses and links an object. Never panics: malformed input is an
 /// [`ObjectError`]. The checks made before aya-obj runs are meant to keep it
 /// from panicking; should one slip through, it is caught here and reported as

@@ -101,11 +101,7 @@ mod bench {
 
     impl<F: FnMut() -> u64> Sampler for Local<F> {
         fn sample(&mut self) -> Result<f64, String> {
-            let t = crate::timing::thread_ns();
-            for _ in 0..self.reps {
-                black_box((self.run)());
-            }
-            Ok((crate::timing::thread_ns() - t) / self.reps as f64)
+            Ok(crate::timing::sample(&mut self.run, self.reps))
         }
     }
 
@@ -638,15 +634,8 @@ mod bench {
     }
 
     pub fn main() {
-        // `cargo bench` passes `--bench`; any other argument picks workloads.
-        let filters: Vec<String> = std::env::args()
-            .skip(1)
-            .filter(|a| !a.starts_with('-'))
-            .collect();
-        let samples: usize = std::env::var("BPFKIT_BENCH_SAMPLES")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(30);
+        let filters = crate::timing::filters();
+        let samples = crate::timing::samples(30);
         let (dump, keep_dump) = match std::env::var_os("BPFKIT_BENCH_DUMP") {
             Some(d) => (PathBuf::from(d), true),
             None => (

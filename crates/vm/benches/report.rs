@@ -42,24 +42,13 @@ impl<F: FnMut() -> u64> Timer<F> {
     }
 
     fn sample(&mut self) {
-        let t = timing::thread_ns();
-        for _ in 0..self.reps {
-            black_box((self.run)());
-        }
-        self.best = self.best.min((timing::thread_ns() - t) / self.reps as f64);
+        self.best = self.best.min(timing::sample(&mut self.run, self.reps));
     }
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; any other argument picks workloads.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let samples: usize = std::env::var("BPFKIT_BENCH_SAMPLES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(40);
+    let filters = timing::filters();
+    let samples = timing::samples(40);
     let dump = std::env::var_os("BPFKIT_BENCH_DUMP").map(std::path::PathBuf::from);
     if let Some(d) = &dump {
         std::fs::create_dir_all(d).expect("create dump directory");

@@ -419,7 +419,7 @@ impl Instance {
         let repeat = repeat.max(1);
         // Compiling is not running: the program is ready before the clock
         // starts (programs it tail-calls are made on first use).
-        runner.executor(self, id)?;
+        executor(&mut runner.execs, self, id)?;
         let start = std::time::Instant::now();
         let mut result = Ok(crate::Outcome { r0: 0, insns: 0 });
         for _ in 0..repeat {
@@ -586,11 +586,6 @@ struct Runner {
 }
 
 impl Runner {
-    /// Program `id`'s executor, made (for the JIT: compiled) on first use.
-    fn executor(&mut self, inst: &Instance, id: u32) -> Result<&mut Executor<'static>, RunError> {
-        executor(&mut self.execs, inst, id)
-    }
-
     /// Runs program `id`, then each program it tail-calls, entering each with
     /// the same context.
     fn chain(
@@ -621,6 +616,8 @@ impl Runner {
     }
 }
 
+/// Program `id`'s executor in a runner, made (for the JIT: compiled) on
+/// first use.
 fn executor<'a>(
     execs: &'a mut [Option<Executor<'static>>],
     inst: &Instance,

@@ -1,9 +1,9 @@
 //! The interpreter: a dense `match` over pre-decoded operations.
 
 use crate::env::RunEnv;
-use crate::helpers::{HelperContext, HelperError, HelperFn, Helpers};
+use crate::helpers::{HelperContext, HelperError, Helpers};
 use crate::memory::Regions;
-use crate::program::{Kind, Op, Program, FRAME_SIZE, MAX_FRAMES};
+use crate::program::{Bound, Kind, Op, ProgRef, Program, FRAME_SIZE, MAX_FRAMES};
 use crate::run_memory::{memory_entry, RunMemory, STACK_SIZE};
 use crate::{LoadError, VmError};
 use std::sync::Arc;
@@ -52,30 +52,10 @@ pub struct Entry {
     pub packet: (u64, u64),
 }
 
-/// The program an interpreter runs: borrowed, or shared with the instance
-/// that loaded it (so interpreters can be cached beside it).
-enum ProgRef<'p> {
-    Borrowed(&'p Program),
-    Shared(Arc<Program>),
-}
-
-impl std::ops::Deref for ProgRef<'_> {
-    type Target = Program;
-    #[inline(always)]
-    fn deref(&self) -> &Program {
-        match self {
-            ProgRef::Borrowed(p) => p,
-            ProgRef::Shared(p) => p,
-        }
-    }
-}
-
 /// Runs one program. Owns the stack and the region table, so a run allocates
 /// nothing; create one per thread.
 pub struct Interpreter<'p> {
-    prog: ProgRef<'p>,
-    helpers: Vec<Option<Arc<HelperFn>>>,
-    sparse: Helpers,
+    prog: Bound<'p>,
     mem: RunMemory,
     budget: u64,
     /// The environment of [`Self::run`] (which takes none).
@@ -98,15 +78,8 @@ impl<'p> Interpreter<'p> {
     }
 
     fn with(prog: ProgRef<'p>, helpers: &Helpers) -> Result<Self, LoadError> {
-        for &(pc, id) in prog.helper_calls() {
-            if helpers.get(id).is_none() {
-                return Err(LoadError::UnknownHelper { pc, id });
-            }
-        }
         Ok(Interpreter {
-            prog,
-            helpers: helpers.dense(),
-            sparse: helpers.clone(),
+            prog: Bound::new(prog, helpers)?,
             mem: RunMemory::new(),
             budget: DEFAULT_BUDGET,
             own_env: None,
@@ -528,12 +501,8 @@ impl<'p> Interpreter<'p> {
                     } else {
                         regs[d]
                     };
-                    let f: &HelperFn = match self.helpers.get(id as usize) {
-                        Some(Some(f)) => &**f,
-                        _ => match u32::try_from(id).ok().and_then(|i| self.sparse.get(i)) {
-                            Some(h) => &*h.func,
-                            None => return Err(VmError::UnknownHelper { pc: cur!(), id }),
-                        },
+                    let Some(f) = self.prog.helper(id) else {
+                        return Err(VmError::UnknownHelper { pc: cur!(), id });
                     };
                     let mut ctx = HelperContext {
                         regions: &mut self.mem.regions,

@@ -614,3 +614,59 @@ fn lower(pc: usize, insn: &Instruction, idx: &[u32]) -> Op {
     }
     o
 }
+
+/// A program an engine runs: borrowed, or shared with the instance that
+/// loaded it (so engines can be cached beside it).
+pub(crate) enum ProgRef<'p> {
+    Borrowed(&'p Program),
+    Shared(std::sync::Arc<Program>),
+}
+
+/// A program bound to a helper registry, as the interpreter and the JIT hold
+/// it: every helper the program calls by id is known to exist, and calls
+/// find helpers through a dense table first.
+pub(crate) struct Bound<'p> {
+    prog: ProgRef<'p>,
+    dense: Vec<Option<std::sync::Arc<crate::helpers::HelperFn>>>,
+    sparse: crate::Helpers,
+}
+
+impl<'p> Bound<'p> {
+    /// Fails if the program calls a helper the registry lacks.
+    pub fn new(prog: ProgRef<'p>, helpers: &crate::Helpers) -> Result<Self, crate::LoadError> {
+        let bound = Bound {
+            prog,
+            dense: helpers.dense(),
+            sparse: helpers.clone(),
+        };
+        for &(pc, id) in bound.helper_calls() {
+            if helpers.get(id).is_none() {
+                return Err(crate::LoadError::UnknownHelper { pc, id });
+            }
+        }
+        Ok(bound)
+    }
+
+    /// The helper with this id (a `call` immediate or a callx register).
+    #[inline(always)]
+    pub fn helper(&self, id: u64) -> Option<&crate::helpers::HelperFn> {
+        match self.dense.get(id as usize) {
+            Some(Some(f)) => Some(&**f),
+            _ => u32::try_from(id)
+                .ok()
+                .and_then(|i| self.sparse.get(i))
+                .map(|h| &*h.func),
+        }
+    }
+}
+
+impl std::ops::Deref for Bound<'_> {
+    type Target = Program;
+    #[inline(always)]
+    fn deref(&self) -> &Program {
+        match &self.prog {
+            ProgRef::Borrowed(p) => p,
+            ProgRef::Shared(p) => p,
+        }
+    }
+}

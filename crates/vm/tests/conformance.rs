@@ -1,11 +1,15 @@
-//! Runs the whole bpf_conformance suite through the interpreter, with the
-//! environment the suite assumes (r1/r2 = memory and length, helper 5).
+//! Runs the whole bpf_conformance suite, with the environment the suite
+//! assumes (r1/r2 = memory and length, helper 5), through every execution
+//! mode of this host: the interpreter, and the JIT with and without constant
+//! blinding. Each vector must give its expected result in every mode, and
+//! every mode the interpreter's exact outcome (r0 and instruction count) or
+//! error.
 
 use bpfkit_isa::testfile::{self, Parsed};
-use bpfkit_vm::{Interpreter, Program};
+use bpfkit_vm::{ExecMode, Executor, Program};
 
 #[test]
-fn all_conformance_vectors_pass() {
+fn all_conformance_vectors_pass_in_every_mode() {
     let dir = testfile::suite_dir();
     let files = testfile::list(&dir).unwrap_or_else(|e| panic!("conformance suite: {e}"));
     assert!(
@@ -13,6 +17,11 @@ fn all_conformance_vectors_pass() {
         "expected the 313 vectors, found {}",
         files.len()
     );
+    let mut modes = vec![ExecMode::Interpret];
+    if ExecMode::JIT_AVAILABLE {
+        modes.push(ExecMode::Jit { blinding: false });
+        modes.push(ExecMode::Jit { blinding: true });
+    }
     let helpers = bpfkit_vm::helpers::conformance();
     let mut failures = Vec::new();
     let mut passed = 0;
@@ -21,20 +30,37 @@ fn all_conformance_vectors_pass() {
             Parsed::Test(t) => t,
             Parsed::Skipped(why) => panic!("{}: skipped: {why}", path.display()),
         };
-        let outcome = Program::new(&t.program)
-            .map_err(|e| e.to_string())
-            .and_then(|p| {
-                let mut vm = Interpreter::new(&p, &helpers).map_err(|e| e.to_string())?;
+        let prog = Program::new(&t.program).map_err(|e| e.to_string());
+        let run = |mode| {
+            prog.as_ref().map_err(|e| e.clone()).and_then(|p| {
+                let mut vm = Executor::new(p, &helpers, mode).map_err(|e| e.to_string())?;
                 let mut mem = t.mem.clone();
                 vm.run(&mut mem).map_err(|e| e.to_string())
-            });
-        match (&outcome, t.result, &t.error) {
-            (Ok(o), Some(want), _) if o.r0 == want => passed += 1,
-            (Err(_), None, Some(_)) => passed += 1,
-            _ => failures.push(format!(
-                "{}: got {:?}, want result {:x?} error {:?}",
-                t.name, outcome, t.result, t.error
-            )),
+            })
+        };
+        let reference = run(ExecMode::Interpret);
+        for &mode in &modes {
+            let outcome = run(mode);
+            if outcome != reference {
+                failures.push(format!(
+                    "{} ({}): {outcome:?}, the interpreter {reference:?}",
+                    t.name,
+                    mode.name()
+                ));
+                continue;
+            }
+            match (&outcome, t.result, &t.error) {
+                (Ok(o), Some(want), _) if o.r0 == want => passed += 1,
+                (Err(_), None, Some(_)) => passed += 1,
+                _ => failures.push(format!(
+                    "{} ({}): got {:?}, want result {:x?} error {:?}",
+                    t.name,
+                    mode.name(),
+                    outcome,
+                    t.result,
+                    t.error
+                )),
+            }
         }
     }
     assert!(
@@ -43,6 +69,11 @@ fn all_conformance_vectors_pass() {
         failures.len(),
         failures.join("\n")
     );
-    assert_eq!(passed, files.len());
-    println!("conformance: {passed} of {} passed", files.len());
+    assert_eq!(passed, files.len() * modes.len());
+    println!(
+        "conformance: {passed} of {} passed ({} vectors in {} modes)",
+        files.len() * modes.len(),
+        files.len(),
+        modes.len()
+    );
 }

@@ -1,5 +1,6 @@
-//! Sampling shared by the report benches: thread CPU time, and how many
-//! runs make a sample of about 10 ms, found by a 200 ms warm-up.
+//! Sampling shared by the report benches: thread CPU time, how many runs
+//! make a sample of about 10 ms (found by a 200 ms warm-up), one sample, and
+//! the command line both read.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -29,4 +30,30 @@ pub fn thread_ns() -> f64 {
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
     ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
+}
+
+/// Runs `run` `reps` times; the thread CPU time per run, in nanoseconds.
+pub fn sample(run: &mut impl FnMut() -> u64, reps: u64) -> f64 {
+    let t = thread_ns();
+    for _ in 0..reps {
+        black_box(run());
+    }
+    (thread_ns() - t) / reps as f64
+}
+
+/// Workload filters: `cargo bench` passes `--bench`; any other argument
+/// picks workloads by substring.
+pub fn filters() -> Vec<String> {
+    std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect()
+}
+
+/// Samples per engine: `BPFKIT_BENCH_SAMPLES`, else `default`.
+pub fn samples(default: usize) -> usize {
+    std::env::var("BPFKIT_BENCH_SAMPLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }

@@ -26,9 +26,9 @@ mod exec;
 mod frame;
 
 use crate::env::RunEnv;
-use crate::helpers::{HelperContext, HelperError, HelperFn, Helpers};
+use crate::helpers::{HelperContext, HelperError, Helpers};
 use crate::memory::{Region, Regions};
-use crate::program::{Kind, Program, FRAME_SIZE, MAX_FRAMES};
+use crate::program::{Bound, Kind, ProgRef, Program, FRAME_SIZE, MAX_FRAMES};
 use crate::run_memory::{memory_entry, RunMemory, STACK_SIZE};
 use crate::{Entry, LoadError, Outcome, VmError, DEFAULT_BUDGET};
 use std::any::Any;
@@ -180,34 +180,16 @@ pub struct JitOptions {
     pub blinding: bool,
 }
 
-/// The program a JIT runs: borrowed, or shared by reference count.
-enum ProgRef<'p> {
-    Borrowed(&'p Program),
-    Shared(Arc<Program>),
-}
-
-impl std::ops::Deref for ProgRef<'_> {
-    type Target = Program;
-    fn deref(&self) -> &Program {
-        match self {
-            ProgRef::Borrowed(p) => p,
-            ProgRef::Shared(p) => p,
-        }
-    }
-}
-
 /// A program compiled to x86-64, with the interface of
 /// [`crate::Interpreter`]. Owns its stack and region table, so a run
 /// allocates nothing once the region table has grown; create one per thread.
 pub struct Jit<'p> {
-    prog: ProgRef<'p>,
+    prog: Bound<'p>,
     code: exec::ExecMem,
     code_len: usize,
     proved: usize,
     /// Offset of each op's code (by slot), for bpf_loop callbacks.
     offsets: Vec<u32>,
-    helpers: Vec<Option<Arc<HelperFn>>>,
-    sparse: Helpers,
     mem: RunMemory,
     tables: Tables,
     budget: u64,
@@ -242,11 +224,7 @@ impl<'p> Jit<'p> {
     }
 
     fn with(prog: ProgRef<'p>, helpers: &Helpers, options: JitOptions) -> Result<Self, LoadError> {
-        for &(pc, id) in prog.helper_calls() {
-            if helpers.get(id).is_none() {
-                return Err(LoadError::UnknownHelper { pc, id });
-            }
-        }
+        let prog = Bound::new(prog, helpers)?;
         let tramps = emit::Tramps {
             helper: helper_tramp as *const () as usize,
             atomic: atomic_tramp as *const () as usize,
@@ -261,8 +239,6 @@ impl<'p> Jit<'p> {
             code_len: compiled.code.len(),
             proved: compiled.proved,
             offsets: compiled.offsets,
-            helpers: helpers.dense(),
-            sparse: helpers.clone(),
             mem: RunMemory::new(),
             tables: Tables::default(),
             budget: DEFAULT_BUDGET,
@@ -367,8 +343,6 @@ impl<'p> Jit<'p> {
         let mut run = Run {
             ctx,
             prog: &self.prog,
-            helpers: &self.helpers,
-            sparse: &self.sparse,
             regions: &mut self.mem.regions,
             env,
             tables: &mut self.tables,
@@ -440,9 +414,7 @@ fn blinding_key() -> u32 {
 #[repr(C)]
 struct Run<'a> {
     ctx: Ctx,
-    prog: &'a Program,
-    helpers: &'a [Option<Arc<HelperFn>>],
-    sparse: &'a Helpers,
+    prog: &'a Bound<'a>,
     regions: &'a mut Regions,
     env: &'a mut RunEnv,
     tables: &'a mut Tables,
@@ -512,19 +484,14 @@ impl Run<'_> {
     fn helper(&mut self, pc: usize) -> u64 {
         self.sync_stack();
         let op = self.prog.ops[pc];
-        let helpers = self.helpers;
-        let sparse = self.sparse;
+        let prog = self.prog;
         let id = if op.kind == Kind::Call {
             op.lo() as u32 as u64
         } else {
             self.ctx.regs[op.dst as usize & 15]
         };
-        let f: &HelperFn = match helpers.get(id as usize) {
-            Some(Some(f)) => &**f,
-            _ => match u32::try_from(id).ok().and_then(|i| sparse.get(i)) {
-                Some(h) => &*h.func,
-                None => return self.fail(VmError::UnknownHelper { pc, id }),
-            },
+        let Some(f) = prog.helper(id) else {
+            return self.fail(VmError::UnknownHelper { pc, id });
         };
         let budget = self.ctx.budget;
         let executed = self.ctx.count + budget + op.hi() as i64;
