@@ -87,13 +87,23 @@ impl Child {
     }
 }
 
-fn stats(obj: &KernelObject) -> Vec<i64> {
-    let v = obj
-        .map(".bss")
+/// Loads one of the test objects into the kernel.
+fn load(name: &str) -> KernelObject {
+    ObjectLoader::open(&object(name)).unwrap().load().unwrap()
+}
+
+/// The object's `.bss`, as bytes.
+fn bss(obj: &KernelObject) -> Vec<u8> {
+    obj.map(".bss")
         .unwrap()
         .lookup(&0u32.to_ne_bytes())
         .unwrap()
-        .unwrap();
+        .unwrap()
+}
+
+/// The object's `.bss` as the i64 counters the USDT programs keep there.
+fn stats(obj: &KernelObject) -> Vec<i64> {
+    let v = bss(obj);
     (0..v.len() / 8).map(|i| u64_at(&v, i) as i64).collect()
 }
 
@@ -154,10 +164,7 @@ fn usdt_probes_count_every_hit_and_read_every_argument() {
     }
     let Some(exe) = target() else { return };
     let child = Child::start(&exe);
-    let mut obj = ObjectLoader::open(&object("usdt_count.bpf.o"))
-        .unwrap()
-        .load()
-        .unwrap();
+    let mut obj = load("usdt_count.bpf.o");
     let pid = Some(child.pid());
     obj.attach("on_args", usdt(&exe, "args", pid, 0)).unwrap();
     obj.attach("on_mem", usdt(&exe, "mem", pid, 0)).unwrap();
@@ -209,10 +216,7 @@ fn usdt_probes_in_every_process_and_semaphores_only_while_attached() {
     let Some(exe) = target() else { return };
     // Nothing attached to the guarded probe: its semaphore stays 0 and the
     // program skips it.
-    let mut obj = ObjectLoader::open(&object("usdt_count.bpf.o"))
-        .unwrap()
-        .load()
-        .unwrap();
+    let mut obj = load("usdt_count.bpf.o");
     obj.attach("on_konst", usdt(&exe, "konst", None, 0))
         .unwrap();
     for _ in 0..2 {
@@ -224,10 +228,7 @@ fn usdt_probes_in_every_process_and_semaphores_only_while_attached() {
     assert_eq!(&s[23..25], &[42, -7]);
     // Detached with the object: the probes fire into nothing.
     drop(obj);
-    let mut obj = ObjectLoader::open(&object("usdt_count.bpf.o"))
-        .unwrap()
-        .load()
-        .unwrap();
+    let mut obj = load("usdt_count.bpf.o");
     obj.attach("on_guarded", usdt(&exe, "guarded", None, 0))
         .unwrap();
     let child = Child::start(&exe);
@@ -244,10 +245,7 @@ fn missing_probes_and_binaries_without_notes_are_errors_naming_them() {
         return;
     }
     let Some(exe) = target() else { return };
-    let mut obj = ObjectLoader::open(&object("usdt_count.bpf.o"))
-        .unwrap()
-        .load()
-        .unwrap();
+    let mut obj = load("usdt_count.bpf.o");
     let err = obj
         .attach("on_args", usdt(&exe, "nope", None, 0))
         .unwrap_err()
@@ -286,10 +284,7 @@ fn kconfig_externs_get_the_running_kernels_values() {
     if !available(false) {
         return;
     }
-    let mut obj = ObjectLoader::open(&object("usdt_kconfig.bpf.o"))
-        .unwrap()
-        .load()
-        .unwrap();
+    let mut obj = load("usdt_kconfig.bpf.o");
     let args = [0u64; 2];
     let ctx: Vec<u8> = args.iter().flat_map(|a| a.to_ne_bytes()).collect();
     // Raw tracepoint test runs take a context only, no repeat count.
@@ -302,12 +297,7 @@ fn kconfig_externs_get_the_running_kernels_values() {
         flags: 0,
     };
     obj.test_run("read_kconfig", &run).unwrap();
-    let v = obj
-        .map(".bss")
-        .unwrap()
-        .lookup(&0u32.to_ne_bytes())
-        .unwrap()
-        .unwrap();
+    let v = bss(&obj);
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let nums: Vec<u64> = release
         .split(|c: char| !c.is_ascii_digit())
