@@ -318,7 +318,8 @@ impl Probes {
         let bytes = notes
             .data()
             .map_err(|e| elf_err(path, format!(".note.stapsdt: {e}")))?;
-        let notes = parse_notes(bytes).map_err(|m| elf_err(path, format!(".note.stapsdt: {m}")))?;
+        let notes =
+            parse_notes(endian, bytes).map_err(|m| elf_err(path, format!(".note.stapsdt: {m}")))?;
         Ok(Probes {
             path: path.to_path_buf(),
             notes,
@@ -411,54 +412,45 @@ impl Probes {
     }
 }
 
-/// The `stapsdt` notes (type 3) of a `.note.stapsdt` section.
-pub fn parse_notes(mut b: &[u8]) -> Result<Vec<Note>, String> {
-    let align4 = |n: usize| n.checked_add(3).map(|n| n & !3);
+/// The `stapsdt` notes (type 3) of a `.note.stapsdt` section, read with the
+/// file's byte order (the `object` crate walks the note records).
+pub fn parse_notes(endian: object::Endianness, b: &[u8]) -> Result<Vec<Note>, String> {
+    use object::read::elf::NoteIterator;
+    use object::Endian;
+    let mut iter = NoteIterator::<object::elf::FileHeader64<object::Endianness>>::new(endian, 4, b)
+        .map_err(|e| e.to_string())?;
     let mut notes = Vec::new();
-    while !b.is_empty() {
-        let word = |at: usize| -> Result<usize, String> {
-            b.get(at..at + 4)
-                .map(|w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]) as usize)
-                .ok_or_else(|| "truncated note header".to_string())
+    while let Some(note) = iter.next().map_err(|e| e.to_string())? {
+        if note.n_type(endian) != 3 || note.name() != b"stapsdt" {
+            continue;
+        }
+        let desc = note.desc();
+        if desc.len() < 24 {
+            return Err("stapsdt note shorter than its three addresses".into());
+        }
+        let addr = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&desc[i * 8..i * 8 + 8]);
+            endian.read_u64(w)
         };
-        let (namesz, descsz, ntype) = (word(0)?, word(4)?, word(8)?);
-        let name_end = align4(namesz)
-            .and_then(|n| n.checked_add(12))
-            .ok_or("bad size")?;
-        let end = align4(descsz)
-            .and_then(|d| d.checked_add(name_end))
-            .ok_or("bad size")?;
-        if end > b.len() {
-            return Err("note extends past the section".into());
-        }
-        let name = &b[12..12 + namesz];
-        let desc = &b[name_end..name_end + descsz];
-        if ntype == 3 && name == b"stapsdt\0" {
-            if desc.len() < 24 {
-                return Err("stapsdt note shorter than its three addresses".into());
-            }
-            let addr =
-                |i: usize| u64::from_ne_bytes(desc[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-            let mut strings = desc[24..].split(|&c| c == 0);
-            let mut next = |what: &str| -> Result<String, String> {
-                strings
-                    .next()
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .ok_or_else(|| format!("stapsdt note without {what}"))
-            };
-            let provider = next("a provider")?;
-            let name = next("a name")?;
-            let args = next("an argument spec").unwrap_or_default();
-            notes.push(Note {
-                provider,
-                name,
-                pc: addr(0),
-                base: addr(1),
-                semaphore: addr(2),
-                args,
-            });
-        }
-        b = &b[end..];
+        let mut strings = desc[24..].split(|&c| c == 0);
+        let mut next = |what: &str| -> Result<String, String> {
+            strings
+                .next()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .ok_or_else(|| format!("stapsdt note without {what}"))
+        };
+        let provider = next("a provider")?;
+        let name = next("a name")?;
+        let args = next("an argument spec").unwrap_or_default();
+        notes.push(Note {
+            provider,
+            name,
+            pc: addr(0),
+            base: addr(1),
+            semaphore: addr(2),
+            args,
+        });
     }
     Ok(notes)
 }
@@ -698,7 +690,12 @@ mod tests {
         while note.len() % 4 != 0 {
             note.push(0);
         }
-        let notes = parse_notes(&note).unwrap();
+        let native = if cfg!(target_endian = "little") {
+            object::Endianness::Little
+        } else {
+            object::Endianness::Big
+        };
+        let notes = parse_notes(native, &note).unwrap();
         assert_eq!(
             notes,
             vec![Note {
@@ -710,8 +707,10 @@ mod tests {
                 args: "-4@%edi".into(),
             }]
         );
-        for cut in [1, 11, 20, note.len() - 1] {
-            assert!(parse_notes(&note[..cut]).is_err(), "cut at {cut}");
+        // Cuts into the header, the name and the description (the padding
+        // after the last note may be missing).
+        for cut in [1, 11, 20, note.len() - 2] {
+            assert!(parse_notes(native, &note[..cut]).is_err(), "cut at {cut}");
         }
         assert!(Probes::parse(Path::new("junk"), b"not an elf").is_err());
     }
