@@ -32,7 +32,8 @@
 //! test-run loop, preemption excluded). `BPFKIT_BENCH_SAMPLES=N` sets the
 //! number of samples per engine (30). With `BPFKIT_BENCH_DUMP=DIR`, each
 //! workload's program (`NAME.bin`), input (`NAME.mem`) and expected r0 and
-//! instruction count (`NAME.expect`) are kept in DIR.
+//! instruction count (`NAME.expect`) and bpfkit's machine code (`NAME.x86`) are
+//! kept in DIR.
 //!
 //! Compile time is the best of 50 compilations, in thread CPU time: bpfkit
 //! `Jit::new` (after `Program::new`), rbpf `jit_compile` (after
@@ -399,6 +400,7 @@ mod bench {
             );
         }
         row.code_bytes[0] = Some(jit.code_len() as u64);
+        std::fs::write(dump.join(format!("{name}.x86")), jit.machine_code()).unwrap();
         let c = best_of(COMPILES, || {
             let t0 = crate::timing::thread_ns();
             let p = Program::new(&slots).unwrap();

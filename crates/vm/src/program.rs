@@ -335,6 +335,11 @@ impl Program {
         self.callback(addr).map(|(slot, _)| slot)
     }
 
+    /// The slots callbacks start at.
+    pub(crate) fn callback_slots(&self) -> Vec<usize> {
+        self.callbacks.iter().map(|c| c.0).collect()
+    }
+
     /// (slot, instruction index) of a callback address.
     pub(crate) fn callback(&self, addr: u64) -> Option<(usize, usize)> {
         if addr & !0xffff_ffff != FUNC_TAG {

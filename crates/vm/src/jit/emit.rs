@@ -180,10 +180,8 @@ struct Emitter<'a> {
     /// Loop heads reached by exactly one backward jump: that jump's pc, and
     /// the entry before the head's code where it lands to check the budget.
     back_entry: Vec<Option<(usize, DynamicLabel)>>,
-    /// Ops reached by exactly one forward jump that moves the count, and
-    /// not by falling through: that jump's pc, and an entry before the op
-    /// that moves the count, so the jump itself is a plain `jcc`.
-    forward_entry: Vec<Option<(usize, DynamicLabel)>>,
+    /// The count's excess at each op (see [`excess`]).
+    excess: Vec<i32>,
     /// Which accesses may reach the stack, and which provably stay in the
     /// current frame.
     frames: super::frame::Frames,
@@ -202,7 +200,12 @@ pub(super) struct Tramps {
 
 /// Compiles `ops`; with `blind`, every immediate operand is blinded with
 /// that key (see [`super::JitOptions::blinding`]).
-pub(super) fn compile(ops: &[Op], tramps: &Tramps, blind: Option<u32>) -> Compiled {
+pub(super) fn compile(
+    ops: &[Op],
+    entries: &[usize],
+    tramps: &Tramps,
+    blind: Option<u32>,
+) -> Compiled {
     let mut a = Asm::new(0);
     let labels = (0..ops.len()).map(|_| a.new_dynamic_label()).collect();
     let new4 = |a: &mut Asm| {
@@ -215,35 +218,39 @@ pub(super) fn compile(ops: &[Op], tramps: &Tramps, blind: Option<u32>) -> Compil
     };
     let check = [new4(&mut a), new4(&mut a)];
     let oob = [new4(&mut a), new4(&mut a)];
-    // Jumps into each op: how many, how many backward, and the last of each.
+    // Backward jumps into each op: how many, and the last.
     let n = ops.len();
-    let (mut into, mut back) = (vec![0u32; n], vec![0u32; n]);
-    let (mut last_into, mut last_back) = (vec![0usize; n], vec![0usize; n]);
+    let mut back = vec![0u32; n];
+    let mut last_back = vec![0usize; n];
+    // Where the count must be exact (excess 0): function entries, loop
+    // heads, and calls (helpers and callees read it).
+    let mut sync = vec![false; n];
+    for &t in entries.iter().chain(std::iter::once(&0)) {
+        if t < n {
+            sync[t] = true;
+        }
+    }
     for (pc, op) in ops.iter().enumerate() {
         if op.kind == Kind::Ja || jump_info(op.kind).is_some() {
             let t = op.aux as usize;
-            into[t] += 1;
-            last_into[t] = pc;
             if op.hi() > 0 {
                 back[t] += 1;
                 last_back[t] = pc;
+                sync[t] = true;
             }
+        }
+        if matches!(op.kind, Kind::Call | Kind::CallReg | Kind::CallLocal) {
+            sync[pc] = true;
+        }
+        if op.kind == Kind::CallLocal {
+            sync[op.aux as usize] = true;
         }
     }
     let mut back_entry = vec![None; n];
-    let mut forward_entry = vec![None; n];
     for t in 0..n {
         if back[t] == 1 {
             // A loop head with one back edge (forward jumps may reach it too).
             back_entry[t] = Some((last_back[t], a.new_dynamic_label()));
-        } else if into[t] == 1
-            && ops[last_into[t]].hi() < 0
-            // The code before must not fall into an entry meant for the
-            // jump alone.
-            && t > 0
-            && matches!(ops[t - 1].kind, Kind::Ja | Kind::Exit)
-        {
-            forward_entry[t] = Some((last_into[t], a.new_dynamic_label()));
         }
     }
     let mut e = Emitter {
@@ -255,17 +262,16 @@ pub(super) fn compile(ops: &[Op], tramps: &Tramps, blind: Option<u32>) -> Compil
         oob,
         blind,
         back_entry,
-        forward_entry,
+        excess: excess(ops, &sync),
         frames: super::frame::analyse(ops),
     };
     e.prologue();
     let mut offsets = vec![0u32; ops.len()];
     for (pc, off) in offsets.iter_mut().enumerate() {
         let l = e.labels[pc];
-        if let Some((from, entry)) = e.forward_entry[pc] {
-            // Only the jump arrives here: it moves the count on the way in.
-            let delta = e.ops[from].hi();
-            asm!(e.a; =>entry; lea r9, [r9 + delta]);
+        if falls_into(ops, pc) && e.excess[pc] != e.excess[pc - 1] {
+            let adj = e.excess[pc] - e.excess[pc - 1];
+            asm!(e.a; lea r9, [r9 + adj]);
         }
         if let Some((from, entry)) = e.back_entry[pc] {
             // Straight-line code reaching the head skips the check.
@@ -729,7 +735,7 @@ impl Emitter<'_> {
                 // Returns to the caller's frame, or ends the run at depth 0;
                 // r10 names this exit for a bpf_loop budget check.
                 asm!(self.a
-                    ; add r9, op.imm as i32
+                    ; add r9, op.imm as i32 - self.excess[pc]
                     ; cmp rbp, [r12 + STACK_TOP]
                     ; je ->exit_ok
                     ; mov r10d, pc as i32
@@ -767,9 +773,10 @@ impl Emitter<'_> {
     /// needs to find the budget spent.
     fn edge(&mut self, pc: usize, op: &Op, cc: Option<Cc>) {
         let target = op.aux as usize;
-        let delta = op.hi();
+        // The interpreter's delta, and the excess the target expects.
+        let delta = op.hi() + self.excess[target] - self.excess[pc];
         let tl = self.labels[target];
-        if delta > 0 {
+        if op.hi() > 0 {
             // Backward: a loop. The edge that owns its target's back entry
             // jumps there with the count moved (lea leaves the flags); the
             // entry checks the budget and falls into the target.
@@ -792,16 +799,6 @@ impl Emitter<'_> {
                     self.jcc(cc.inverse(), skip);
                     asm!(self.a; add r9, delta; jge =>b; jmp =>tl; =>skip);
                 }
-            }
-            return;
-        }
-        if let Some(entry) = self.forward_entry[target]
-            .filter(|e| e.0 == pc)
-            .map(|e| e.1)
-        {
-            match cc {
-                None => asm!(self.a; jmp =>entry),
-                Some(cc) => self.jcc(cc, entry),
             }
             return;
         }
@@ -975,7 +972,7 @@ impl Emitter<'_> {
         let miss = self.label();
         self.cold.push(Cold::PacketMiss {
             label: miss,
-            delta: op.hi(),
+            delta: op.hi() - self.excess[pc],
         });
         let ind = matches!(op.kind, LdIndB | LdIndH | LdIndW);
         if ind {
@@ -1265,6 +1262,44 @@ enum Shift {
     Shl,
     Shr,
     Sar,
+}
+
+/// Whether code falls from op `pc - 1` into op `pc` (the second slot of an
+/// LDDW counts as falling through).
+fn falls_into(ops: &[Op], pc: usize) -> bool {
+    pc > 0 && !matches!(ops[pc - 1].kind, Kind::Ja | Kind::Exit)
+}
+
+/// The count's excess at each op: the code keeps r9 = the interpreter's
+/// `count` - budget + excess. The interpreter's count lags the true count
+/// by the op's instruction index, so it moves on every taken jump; an
+/// excess that absorbs that move makes the jump a plain `jcc`. Each op
+/// takes its excess from the code falling into it, else from the first
+/// forward jump reaching it (so a branch tree moves the count only where
+/// its paths merge); ops where the count is read or checked (`sync`) have
+/// none, and exits and packet misses fold theirs into what they add.
+fn excess(ops: &[Op], sync: &[bool]) -> Vec<i32> {
+    let n = ops.len();
+    let mut e = vec![0i32; n];
+    let mut from_jump = vec![false; n];
+    for pc in 0..n {
+        if sync[pc] {
+            e[pc] = 0;
+        } else if falls_into(ops, pc) {
+            e[pc] = e[pc - 1];
+        } else if !from_jump[pc] {
+            e[pc] = 0;
+        }
+        let op = &ops[pc];
+        if (op.kind == Kind::Ja || is_jump(op.kind)) && op.hi() <= 0 {
+            let t = op.aux as usize;
+            if t > pc && !from_jump[t] {
+                e[t] = e[pc] - op.hi();
+                from_jump[t] = true;
+            }
+        }
+    }
+    e
 }
 
 /// Whether `k` is a conditional jump.

@@ -230,7 +230,7 @@ impl<'p> Jit<'p> {
             atomic: atomic_tramp as *const () as usize,
         };
         let blind = options.blinding.then(blinding_key);
-        let compiled = emit::compile(&prog.ops, &tramps, blind);
+        let compiled = emit::compile(&prog.ops, &prog.callback_slots(), &tramps, blind);
         let code =
             exec::ExecMem::new(&compiled.code).map_err(|e| LoadError::ExecMemory(e.to_string()))?;
         Ok(Jit {
