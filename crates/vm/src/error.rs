@@ -41,6 +41,10 @@ pub enum VmError {
     Helper { pc: usize, id: u32, message: String },
     #[error("instruction {pc}: bpf_loop callback {addr:#x} is not a subprogram whose address the program took")]
     BadCallback { pc: usize, addr: u64 },
+    /// The JIT could not map the code it runs on inputs shorter than its
+    /// fast code needs.
+    #[error("instruction {pc}: cannot map executable memory for the JIT: {message}")]
+    ExecMemory { pc: usize, message: String },
 }
 
 impl VmError {
@@ -53,7 +57,8 @@ impl VmError {
             | VmError::CallDepth { pc, .. }
             | VmError::UnknownHelper { pc, .. }
             | VmError::Helper { pc, .. }
-            | VmError::BadCallback { pc, .. } => pc,
+            | VmError::BadCallback { pc, .. }
+            | VmError::ExecMemory { pc, .. } => pc,
         }
     }
 }

@@ -3,10 +3,14 @@
 //! stops; accesses in and out of bounds; divisions by zero; helper calls
 //! that return, exit, fail or run bpf_loop; bpf-to-bpf calls, recursion
 //! included) run in both engines, which must agree on r0, the instruction
-//! count, the error and the memory left behind.
+//! count, the error and the memory left behind. Half the main functions
+//! first walk the input in loops whose accesses the JIT may prove in
+//! bounds, and every third program runs a second time on half its input,
+//! so the JIT's unchecked and checked code both run.
 //!
 //! The seed comes from `BPFKIT_FUZZ_SEED` (else the clock) and is printed;
-//! `BPFKIT_FUZZ_CASES` sets how many programs to run.
+//! `BPFKIT_FUZZ_CASES` sets how many programs to run; `BPFKIT_FUZZ_TRACE`
+//! prints each program before it runs (for a crash).
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
 use bpfkit_isa::gen::{self, GenConfig, Rng};
@@ -193,6 +197,99 @@ impl Gen {
         if let Some((at, skip)) = guard {
             items[at] = Item::Jump(skip, items.len() - 1);
         }
+    }
+
+    /// A walk over the input, placed before anything else runs (while r1
+    /// still points at it, for the JIT's value analysis): a loop reading,
+    /// sometimes writing, `r1 + i + off` for a counter `i` running from a
+    /// start by a stride to a limit tested with `!=`, `<` (64- or 32-bit,
+    /// immediate) or `limit > copy` (the limit in a register, the copy
+    /// taken before the step); or one access at a masked input byte. The
+    /// bounds fall inside the input, at its end and past it (or off the
+    /// counter's grid, so `!=` never holds), so the JIT proves some of these
+    /// accesses and must not prove others.
+    fn input_walk(&mut self, items: &mut Vec<Item>) {
+        let alu = |op, dst, src| {
+            Item::Insn(Instruction::Alu {
+                width: Width::W64,
+                op,
+                dst,
+                src,
+            })
+        };
+        let (i, j, p, v, acc, lim) = (Reg::R7, Reg::R8, Reg::R2, Reg::R3, Reg::R6, Reg::R5);
+        let size = self.rng.pick(&[Size::B, Size::H, Size::W, Size::DW]);
+        let off = self.rng.pick(&[0, 0, 0, 1, -1, 3]);
+        let access = |g: &mut Gen, items: &mut Vec<Item>| {
+            items.push(Item::Insn(if g.rng.chance(1, 4) {
+                Instruction::Store {
+                    size,
+                    dst: p,
+                    src: acc,
+                    off,
+                }
+            } else {
+                Instruction::Load {
+                    size,
+                    signed: false,
+                    dst: v,
+                    src: p,
+                    off,
+                }
+            }));
+            items.push(alu(AluOp::Xor, acc, Source::Reg(v)));
+            items.push(alu(AluOp::Mul, acc, Source::Imm(0x3b9a_ca07)));
+        };
+        if self.rng.chance(1, 4) {
+            let mask = self.rng.pick(&[0, 1, 3, 7, 15, 31, 63]);
+            items.push(Item::Insn(Instruction::Load {
+                size: Size::B,
+                signed: false,
+                dst: v,
+                src: Reg::R1,
+                off: 0,
+            }));
+            items.push(alu(AluOp::And, v, Source::Imm(mask)));
+            items.push(alu(AluOp::Mov, p, Source::Reg(Reg::R1)));
+            items.push(alu(AluOp::Add, p, Source::Reg(v)));
+            access(self, items);
+            return;
+        }
+        let stride = self.rng.pick(&[1i32, 2, 4, 8]);
+        let start = self.rng.pick(&[0i32, 0, 1, 2, 8]);
+        let n = self.rng.below(self.mem_len as u64 / stride as u64 + 3) as i32;
+        let end = start + n * stride + if self.rng.chance(1, 6) { 1 } else { 0 };
+        let style = self.rng.below(4);
+        items.push(alu(AluOp::Mov, i, Source::Imm(start)));
+        if style == 1 {
+            items.push(alu(AluOp::Mov, lim, Source::Imm(end)));
+        }
+        let head = items.len();
+        items.push(alu(AluOp::Mov, p, Source::Reg(Reg::R1)));
+        if style == 1 {
+            items.push(alu(AluOp::Mov, j, Source::Reg(i)));
+            items.push(alu(AluOp::Add, p, Source::Reg(j)));
+        } else {
+            items.push(alu(AluOp::Add, p, Source::Reg(i)));
+        }
+        access(self, items);
+        items.push(alu(AluOp::Add, i, Source::Imm(stride)));
+        let (width, cond, dst, src) = match style {
+            0 => (Width::W64, JmpCond::Ne, i, Source::Imm(end)),
+            1 => (Width::W64, JmpCond::Gt, lim, Source::Reg(j)),
+            2 => (Width::W64, JmpCond::Lt, i, Source::Imm(end)),
+            _ => (Width::W32, JmpCond::Lt, i, Source::Imm(end)),
+        };
+        items.push(Item::Jump(
+            Instruction::Jump {
+                width,
+                cond,
+                dst,
+                src,
+                off: 0,
+            },
+            head,
+        ));
     }
 
     fn insn(&mut self, items: &mut Vec<Item>, lo: usize, hi: usize) {
@@ -453,6 +550,11 @@ fn random_program(seed: u64, mem_len: usize) -> Vec<RawInsn> {
         starts.push(items.len());
         let lo = items.len();
         let n = g.rng.range(4, if f == 0 { 50 } else { 20 });
+        if f == 0 && g.rng.chance(1, 2) {
+            for _ in 0..g.rng.range(1, 3) {
+                g.input_walk(&mut items);
+            }
+        }
         if f == 0 {
             // Keep a copy of the memory pointer, tell the harness where
             // the stack is (helper 6 records r1), and seed registers.
@@ -695,6 +797,9 @@ type Res = Result<Outcome, VmError>;
 thread_local! {
     /// r10 of the main frame in the run in progress (helper 6).
     static STACK_TOP: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// JITs that proved input accesses, and those of them that also ran
+    /// their checked code (the input was too short).
+    static INPUT_PROOFS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
     /// A hash of the values helper 8 saw in the run in progress.
     static WITNESS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
@@ -756,7 +861,9 @@ const GRANT_AT: usize = 768 << 10;
 /// Runs `slots` twice in each engine (the second run checks that no stack
 /// content leaks across runs), on the same memory so addresses agree. With
 /// `ro`, through `run_with`: r3 then points at a read-only region holding
-/// `ro`; else through `run`.
+/// `ro`; else through `run`. With `shrink`, the second run gets half the
+/// input.
+#[allow(clippy::too_many_arguments)]
 fn both(
     arena: &mut [u8],
     slots: &[RawInsn],
@@ -765,6 +872,7 @@ fn both(
     budget: u64,
     h: &Helpers,
     blinding: bool,
+    shrink: bool,
 ) -> [Runs; 2] {
     let prog = match Program::new(slots) {
         Ok(p) => p,
@@ -776,13 +884,21 @@ fn both(
     let ro_buf = &mut ro_area[..16];
     let grant_buf = &mut grant_area[..128];
     macro_rules! runs {
-        ($engine:expr) => {
+        ($engine:expr, $after:expr) => {
             $engine.map_err(|e| e.to_string()).map(|mut vm| {
                 vm.set_budget(budget);
                 let mut env = RunEnv::default();
-                (0..2)
-                    .map(|_| {
+                let r = (0..2)
+                    .map(|i| {
                         buf.copy_from_slice(init);
+                        // With `shrink`, the second run sees half the input
+                        // (the JIT's code for short inputs).
+                        let len = if i == 1 && shrink {
+                            init.len() / 2
+                        } else {
+                            init.len()
+                        };
+                        let buf = &mut buf[..len];
                         grant_buf.fill(0);
                         STACK_TOP.with(|t| t.set(0));
                         WITNESS.with(|w| w.set(0));
@@ -813,12 +929,24 @@ fn both(
                             WITNESS.with(|w| w.get()),
                         )
                     })
-                    .collect::<Vec<_>>()
+                    .collect::<Vec<_>>();
+                $after(&vm);
+                r
             })
         };
     }
-    let interp = runs!(Interpreter::new(&prog, h));
-    let jit = runs!(Jit::with_options(&prog, h, JitOptions { blinding }));
+    let interp = runs!(Interpreter::new(&prog, h), |_: &Interpreter| {});
+    let jit = runs!(
+        Jit::with_options(&prog, h, JitOptions { blinding }),
+        |j: &Jit| INPUT_PROOFS.with(|c| {
+            let (mut with, mut checked) = c.get();
+            if j.proved_in_input() > 0 {
+                with += 1;
+                checked += j.has_checked_code() as u64;
+            }
+            c.set((with, checked));
+        })
+    );
     [interp, jit]
 }
 
@@ -874,11 +1002,24 @@ fn jit_agrees_with_the_interpreter_on_random_programs() {
         let ro = crng.chance(1, 2).then_some(&ro[..]);
         // Every other case with constant blinding.
         let blinding = case % 2 == 1;
-        let [a, b] = both(&mut arena, &slots, &init, ro, budget, helpers, blinding);
+        // Every third case runs the second time on half the input.
+        let shrink = case % 3 == 2;
+        if std::env::var_os("BPFKIT_FUZZ_TRACE").is_some() {
+            eprintln!(
+                "case {case} seed {case_seed:#x} budget {budget} shrink {shrink} mem {mem_len}"
+            );
+            eprintln!(
+                "{}",
+                bpfkit_isa::disasm::listing(&slots, Dialect::Conformance)
+            );
+        }
+        let [a, b] = both(
+            &mut arena, &slots, &init, ro, budget, helpers, blinding, shrink,
+        );
         if a != b {
             panic!(
                 "engines disagree (BPFKIT_FUZZ_SEED={seed}, case {case}, case seed \
-                 {case_seed:#x}, budget {budget}, blinding {blinding}, memory {init:02x?}, \
+                 {case_seed:#x}, budget {budget}, blinding {blinding}, shrink {shrink}, memory {init:02x?}, \
                  read-only {ro:02x?})\n\
                  interpreter: {a:?}\njit: {b:?}\nprogram:\n{}",
                 bpfkit_isa::disasm::listing(&slots, Dialect::Conformance)
@@ -887,8 +1028,10 @@ fn jit_agrees_with_the_interpreter_on_random_programs() {
         *kinds.entry(kind(&a)).or_default() += 1;
         ran += 1;
     }
+    let (proofs, checked) = INPUT_PROOFS.with(|c| c.get());
     println!(
-        "jit differential: {ran} programs in {:.1?}: {kinds:?}",
+        "jit differential: {ran} programs in {:.1?}: {kinds:?}; {proofs} with input \
+         accesses proved, {checked} of them also run checked",
         start.elapsed()
     );
     // The generator must keep reaching every kind of ending, or the
@@ -905,4 +1048,13 @@ fn jit_agrees_with_the_interpreter_on_random_programs() {
     for k in ["CallDepth", "MisalignedAtomic", "UnknownHelper"] {
         assert!(kinds.contains_key(k), "no {k} ending: {kinds:?}");
     }
+    // Both kinds of code the input proofs lead to must run often.
+    assert!(
+        proofs * 100 >= ran,
+        "too few input proofs: {proofs} of {ran}"
+    );
+    assert!(
+        checked * 10 >= proofs && (proofs - checked) * 10 >= proofs,
+        "fast and checked runs out of balance: {checked} checked of {proofs}"
+    );
 }

@@ -16,6 +16,7 @@
 // dynasm's macros pass dynamic register operands through `.into()`.
 #![allow(clippy::useless_conversion)]
 
+use super::values::Proofs;
 use super::{ctx_off, Ctx, TEntry, ST_BUDGET, ST_DEPTH, ST_OOB, ST_STOP, TR_LOOP};
 use crate::program::{Kind, Op, FRAME_SIZE};
 use dynasmrt::x64::X64Relocation;
@@ -33,6 +34,7 @@ const RDI: u8 = 7;
 const R8: u8 = 8;
 const R13: u8 = 13;
 const R14: u8 = 14;
+const R10: u8 = 10;
 const R11: u8 = 11;
 const R15: u8 = 15;
 
@@ -81,9 +83,10 @@ const _: () = assert!(std::mem::offset_of!(Ctx, regs) == 0);
 /// The code of one program and where each op's code starts.
 pub(super) struct Compiled {
     pub code: Vec<u8>,
-    /// Accesses through computed pointers proved inside the frame (no
-    /// run-time check).
+    /// Accesses through computed pointers proved inside the frame, and
+    /// inside the input (no run-time check).
     pub proved: usize,
+    pub proved_input: usize,
     /// Offset of the code of op `i` (slot index); the entry point is 0.
     pub offsets: Vec<u32>,
 }
@@ -183,8 +186,8 @@ struct Emitter<'a> {
     /// The count's excess at each op (see [`excess`]).
     excess: Vec<i32>,
     /// Which accesses may reach the stack, and which provably stay in the
-    /// current frame.
-    frames: super::frame::Frames,
+    /// current frame or the input.
+    proofs: Proofs,
 }
 
 fn log2(size: usize) -> usize {
@@ -203,6 +206,7 @@ pub(super) struct Tramps {
 pub(super) fn compile(
     ops: &[Op],
     entries: &[usize],
+    proofs: Proofs,
     tramps: &Tramps,
     blind: Option<u32>,
 ) -> Compiled {
@@ -263,7 +267,7 @@ pub(super) fn compile(
         blind,
         back_entry,
         excess: excess(ops, &sync),
-        frames: super::frame::analyse(ops),
+        proofs,
     };
     e.prologue();
     let mut offsets = vec![0u32; ops.len()];
@@ -289,12 +293,14 @@ pub(super) fn compile(
     }
     e.cold();
     e.shared(tramps);
-    let proved = e.frames.in_frame.iter().filter(|&&p| p).count();
+    let proved = e.proofs.in_frame.iter().filter(|&&p| p).count();
+    let proved_input = e.proofs.in_input.iter().filter(|&&p| p).count();
     let code = e.a.finalize().expect("every label the JIT uses is defined");
     Compiled {
         code,
         offsets,
         proved,
+        proved_input,
     }
 }
 
@@ -370,25 +376,31 @@ impl Emitter<'_> {
         label
     }
 
-    /// r10 = address; checks `size` bytes there and leaves to the
-    /// out-of-bounds exit of `pc` when no region holds them. Two tests
-    /// inline, the other out of line, then the full check: the stack (from
-    /// this frame up: rbp - 512 .. top) and the entry the last full check of
-    /// this direction hit, whichever the base register more likely points
-    /// into first; nothing when the access provably stays in the current
-    /// frame ([`super::frame`]).
+    /// The address of `size` bytes at `base + off`, as (register,
+    /// displacement): as it stands when the access provably stays in the
+    /// current frame or the input ([`super::values`]); else in r10, checked,
+    /// leaving to the out-of-bounds exit of `pc` when no region holds it.
+    /// Two tests inline, the other out of line, then the full check: the
+    /// stack (from this frame up: rbp - 512 .. top) and the entry the last
+    /// full check of this direction hit, whichever the base register more
+    /// likely points into first.
+    fn address(&mut self, base: u8, off: i32, size: usize, write: bool, pc: usize) -> (u8, i32) {
+        if self.proofs.in_frame[pc] || self.proofs.in_input[pc] {
+            return (base, off);
+        }
+        self.checked(base, off, size, write, pc);
+        (R10, 0)
+    }
+
+    /// r10 = `base + off`, checked as [`Self::address`] does.
     fn checked(&mut self, base: u8, off: i32, size: usize, write: bool, pc: usize) {
         asm!(self.a; lea r10, [Rq(base) + off]);
-        if self.frames.in_frame[pc] {
-            // Proved inside the current frame on every path.
-            return;
-        }
         let k = log2(size);
         let check = self.check[write as usize][k];
         let fail = self.oob_stub(pc, size, write);
         let label = self.label();
         let resume = self.label();
-        let stack_first = self.frames.stack_likely[pc];
+        let stack_first = self.proofs.stack_likely[pc];
         if stack_first {
             self.stack_test(k, label);
         } else {
@@ -465,17 +477,17 @@ impl Emitter<'_> {
                     _ => 8,
                 };
                 let fp = matches!(op.kind, FpStB | FpStH | FpStW | FpStDW);
-                if fp {
-                    asm!(self.a; lea r10, [rbp + op.aux]);
+                let (b, o) = if fp {
+                    (RBP, op.aux)
                 } else {
-                    self.checked(d, op.aux, size, true, pc);
-                }
+                    self.address(d, op.aux, size, true, pc)
+                };
                 asm!(self.a; mov r11, masked; xor r11, k);
                 match size {
-                    1 => asm!(self.a; mov BYTE [r10], r11b),
-                    2 => asm!(self.a; mov WORD [r10], r11w),
-                    4 => asm!(self.a; mov DWORD [r10], r11d),
-                    _ => asm!(self.a; mov QWORD [r10], r11),
+                    1 => asm!(self.a; mov BYTE [Rq(b) + o], r11b),
+                    2 => asm!(self.a; mov WORD [Rq(b) + o], r11w),
+                    4 => asm!(self.a; mov DWORD [Rq(b) + o], r11d),
+                    _ => asm!(self.a; mov QWORD [Rq(b) + o], r11),
                 }
                 true
             }
@@ -580,64 +592,64 @@ impl Emitter<'_> {
             LdImm64 => asm!(self.a; mov Rq(d), QWORD op.imm as i64),
             LdAbsB | LdAbsH | LdAbsW | LdIndB | LdIndH | LdIndW => self.packet_load(pc, &op),
             LdxB => {
-                self.checked(s, off, 1, false, pc);
-                asm!(self.a; movzx Rd(d), BYTE [r10]);
+                let (b, o) = self.address(s, off, 1, false, pc);
+                asm!(self.a; movzx Rd(d), BYTE [Rq(b) + o]);
             }
             LdxH => {
-                self.checked(s, off, 2, false, pc);
-                asm!(self.a; movzx Rd(d), WORD [r10]);
+                let (b, o) = self.address(s, off, 2, false, pc);
+                asm!(self.a; movzx Rd(d), WORD [Rq(b) + o]);
             }
             LdxW => {
-                self.checked(s, off, 4, false, pc);
-                asm!(self.a; mov Rd(d), DWORD [r10]);
+                let (b, o) = self.address(s, off, 4, false, pc);
+                asm!(self.a; mov Rd(d), DWORD [Rq(b) + o]);
             }
             LdxDW => {
-                self.checked(s, off, 8, false, pc);
-                asm!(self.a; mov Rq(d), QWORD [r10]);
+                let (b, o) = self.address(s, off, 8, false, pc);
+                asm!(self.a; mov Rq(d), QWORD [Rq(b) + o]);
             }
             LdxSB => {
-                self.checked(s, off, 1, false, pc);
-                asm!(self.a; movsx Rq(d), BYTE [r10]);
+                let (b, o) = self.address(s, off, 1, false, pc);
+                asm!(self.a; movsx Rq(d), BYTE [Rq(b) + o]);
             }
             LdxSH => {
-                self.checked(s, off, 2, false, pc);
-                asm!(self.a; movsx Rq(d), WORD [r10]);
+                let (b, o) = self.address(s, off, 2, false, pc);
+                asm!(self.a; movsx Rq(d), WORD [Rq(b) + o]);
             }
             LdxSW => {
-                self.checked(s, off, 4, false, pc);
-                asm!(self.a; movsxd Rq(d), DWORD [r10]);
+                let (b, o) = self.address(s, off, 4, false, pc);
+                asm!(self.a; movsxd Rq(d), DWORD [Rq(b) + o]);
             }
             StB => {
-                self.checked(d, off, 1, true, pc);
-                asm!(self.a; mov BYTE [r10], i as i8);
+                let (b, o) = self.address(d, off, 1, true, pc);
+                asm!(self.a; mov BYTE [Rq(b) + o], i as i8);
             }
             StH => {
-                self.checked(d, off, 2, true, pc);
-                asm!(self.a; mov WORD [r10], i as i16);
+                let (b, o) = self.address(d, off, 2, true, pc);
+                asm!(self.a; mov WORD [Rq(b) + o], i as i16);
             }
             StW => {
-                self.checked(d, off, 4, true, pc);
-                asm!(self.a; mov DWORD [r10], i);
+                let (b, o) = self.address(d, off, 4, true, pc);
+                asm!(self.a; mov DWORD [Rq(b) + o], i);
             }
             StDW => {
-                self.checked(d, off, 8, true, pc);
-                asm!(self.a; mov QWORD [r10], i);
+                let (b, o) = self.address(d, off, 8, true, pc);
+                asm!(self.a; mov QWORD [Rq(b) + o], i);
             }
             StxB => {
-                self.checked(d, off, 1, true, pc);
-                asm!(self.a; mov BYTE [r10], Rb(s));
+                let (b, o) = self.address(d, off, 1, true, pc);
+                asm!(self.a; mov BYTE [Rq(b) + o], Rb(s));
             }
             StxH => {
-                self.checked(d, off, 2, true, pc);
-                asm!(self.a; mov WORD [r10], Rw(s));
+                let (b, o) = self.address(d, off, 2, true, pc);
+                asm!(self.a; mov WORD [Rq(b) + o], Rw(s));
             }
             StxW => {
-                self.checked(d, off, 4, true, pc);
-                asm!(self.a; mov DWORD [r10], Rd(s));
+                let (b, o) = self.address(d, off, 4, true, pc);
+                asm!(self.a; mov DWORD [Rq(b) + o], Rd(s));
             }
             StxDW => {
-                self.checked(d, off, 8, true, pc);
-                asm!(self.a; mov QWORD [r10], Rq(s));
+                let (b, o) = self.address(d, off, 8, true, pc);
+                asm!(self.a; mov QWORD [Rq(b) + o], Rq(s));
             }
             // Proved in-frame at decode time: rbp is the frame's top.
             FpLdxB => asm!(self.a; movzx Rd(d), BYTE [rbp + off]),

@@ -23,7 +23,7 @@
 
 mod emit;
 mod exec;
-mod frame;
+mod values;
 
 use crate::env::RunEnv;
 use crate::helpers::{HelperContext, HelperError, Helpers};
@@ -185,16 +185,73 @@ pub struct JitOptions {
 /// allocates nothing once the region table has grown; create one per thread.
 pub struct Jit<'p> {
     prog: Bound<'p>,
-    code: exec::ExecMem,
-    code_len: usize,
-    proved: usize,
-    /// Offset of each op's code (by slot), for bpf_loop callbacks.
-    offsets: Vec<u32>,
+    /// The code, which may rely on the input being `need` bytes long.
+    code: Code,
+    need: InputNeed,
+    /// Code that checks every input access, for inputs shorter than
+    /// `need`: compiled on the first such run.
+    checked: Option<Box<Code>>,
+    blind: Option<u32>,
     mem: RunMemory,
     tables: Tables,
     budget: u64,
     /// The environment of [`Self::run`] (which takes none).
     own_env: Option<Box<RunEnv>>,
+}
+
+/// Machine code for one program.
+struct Code {
+    mem: exec::ExecMem,
+    len: usize,
+    proved: usize,
+    proved_input: usize,
+    /// Offset of each op's code (by slot), for bpf_loop callbacks.
+    offsets: Vec<u32>,
+}
+
+impl Code {
+    fn new(
+        ops: &[crate::program::Op],
+        entries: &[usize],
+        proofs: values::Proofs,
+        blind: Option<u32>,
+    ) -> Result<Code, std::io::Error> {
+        let tramps = emit::Tramps {
+            helper: helper_tramp as *const () as usize,
+            atomic: atomic_tramp as *const () as usize,
+        };
+        let compiled = emit::compile(ops, entries, proofs, &tramps, blind);
+        Ok(Code {
+            mem: exec::ExecMem::new(&compiled.code)?,
+            len: compiled.code.len(),
+            proved: compiled.proved,
+            proved_input: compiled.proved_input,
+            offsets: compiled.offsets,
+        })
+    }
+}
+
+/// How much of the region at entry r1 the code's unchecked input accesses
+/// reach: loads, stores (0: none).
+#[derive(Clone, Copy, Debug, Default)]
+struct InputNeed {
+    read: u64,
+    write: u64,
+}
+
+impl InputNeed {
+    /// Whether `regions` give `start` the bytes this needs.
+    fn met(&self, start: u64, regions: &[Region]) -> bool {
+        let ok = |need: u64, write: bool| {
+            need == 0
+                || regions.iter().any(|r| {
+                    r.start <= start
+                        && start.checked_add(need).is_some_and(|end| end <= r.end)
+                        && (r.writable || !write)
+                })
+        };
+        ok(self.read, false) && ok(self.write, true)
+    }
 }
 
 impl<'p> Jit<'p> {
@@ -225,20 +282,21 @@ impl<'p> Jit<'p> {
 
     fn with(prog: ProgRef<'p>, helpers: &Helpers, options: JitOptions) -> Result<Self, LoadError> {
         let prog = Bound::new(prog, helpers)?;
-        let tramps = emit::Tramps {
-            helper: helper_tramp as *const () as usize,
-            atomic: atomic_tramp as *const () as usize,
-        };
         let blind = options.blinding.then(blinding_key);
-        let compiled = emit::compile(&prog.ops, &prog.callback_slots(), &tramps, blind);
-        let code =
-            exec::ExecMem::new(&compiled.code).map_err(|e| LoadError::ExecMemory(e.to_string()))?;
+        let callbacks = prog.callback_slots();
+        let proofs = values::analyse(&prog.ops, &callbacks);
+        let need = InputNeed {
+            read: proofs.input_read,
+            write: proofs.input_write,
+        };
+        let code = Code::new(&prog.ops, &callbacks, proofs, blind)
+            .map_err(|e| LoadError::ExecMemory(e.to_string()))?;
         Ok(Jit {
             prog,
             code,
-            code_len: compiled.code.len(),
-            proved: compiled.proved,
-            offsets: compiled.offsets,
+            need,
+            checked: None,
+            blind,
             mem: RunMemory::new(),
             tables: Tables::default(),
             budget: DEFAULT_BUDGET,
@@ -258,18 +316,39 @@ impl<'p> Jit<'p> {
 
     /// Bytes of machine code.
     pub fn code_len(&self) -> usize {
-        self.code_len
+        self.code.len
     }
 
     /// How many loads and stores through computed pointers the JIT proved
     /// to stay inside the current stack frame, and runs unchecked.
     pub fn proved_in_frame(&self) -> usize {
-        self.proved
+        self.code.proved
     }
 
-    /// The machine code, as it runs.
+    /// How many loads and stores the JIT proved to stay inside the input
+    /// (the region r1 points at on entry) when it is at least
+    /// [`Self::input_needed`] bytes long, and runs unchecked on such inputs.
+    pub fn proved_in_input(&self) -> usize {
+        self.code.proved_input
+    }
+
+    /// Bytes of input from r1 the unchecked input accesses need (0: none);
+    /// a run on a shorter input (or a read-only one, when the program
+    /// stores into it) runs code that checks them, compiled on the first
+    /// such run.
+    pub fn input_needed(&self) -> u64 {
+        self.need.read.max(self.need.write)
+    }
+
+    /// Whether the code that checks every input access has been compiled.
+    pub fn has_checked_code(&self) -> bool {
+        self.checked.is_some()
+    }
+
+    /// The machine code, as it runs on inputs of [`Self::input_needed`]
+    /// bytes or more.
     pub fn machine_code(&self) -> &[u8] {
-        self.code.bytes(self.code_len)
+        self.code.mem.bytes(self.code.len)
     }
 
     /// As [`crate::Interpreter::run`]: `r1` points at `mem` (0 when empty),
@@ -306,6 +385,24 @@ impl<'p> Jit<'p> {
         packet: (u64, u64),
         env: &mut RunEnv,
     ) -> Result<Outcome, VmError> {
+        let fast = self.need.met(args[0], self.mem.regions.as_slice());
+        if !fast && self.checked.is_none() {
+            let callbacks = self.prog.callback_slots();
+            let proofs = values::analyse(&self.prog.ops, &callbacks).without_input();
+            match Code::new(&self.prog.ops, &callbacks, proofs, self.blind) {
+                Ok(c) => self.checked = Some(Box::new(c)),
+                Err(e) => {
+                    return Err(VmError::ExecMemory {
+                        pc: 0,
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
+        let code = match &self.checked {
+            Some(c) if !fast => c,
+            _ => &self.code,
+        };
         let stack_base = self.mem.stack.as_mut_ptr().cast::<u8>().addr() as u64;
         let top = stack_base + STACK_SIZE as u64;
         let budget = self.budget.min(i64::MAX as u64) as i64;
@@ -346,8 +443,8 @@ impl<'p> Jit<'p> {
             regions: &mut self.mem.regions,
             env,
             tables: &mut self.tables,
-            code: self.code.addr() as u64,
-            offsets: &self.offsets,
+            code: code.mem.addr() as u64,
+            offsets: &code.offsets,
             stop: None,
             panic: None,
         };
@@ -355,7 +452,7 @@ impl<'p> Jit<'p> {
         // SAFETY: the mapping holds code `emit::compile` produced, whose
         // entry at offset 0 has this signature.
         let entry: unsafe extern "sysv64" fn(*mut Ctx) -> u64 =
-            unsafe { std::mem::transmute(self.code.addr()) };
+            unsafe { std::mem::transmute(code.mem.addr()) };
         // SAFETY: `run` outlives the call, and its first field is the Ctx
         // (repr(C)); the trampolines cast the pointer back to `Run`. Every
         // region in the table is live for the run (the contract of
