@@ -276,3 +276,121 @@ fn loop_bounded_stack_indexes_are_proved() {
         }
     }
 }
+
+/// A loop reading the input 8 bytes at a time through a copy of its
+/// counter (`r7 = r4; r4 += 8; if r5 > r7`): the JIT proves every load
+/// within 64 bytes of r1, runs them unchecked on inputs that long, and on a
+/// shorter input runs checked code that fails like the interpreter.
+#[test]
+fn input_loads_in_a_counted_loop_are_proved() {
+    let src = "mov %r0, 0\nmov %r4, 0\nmov %r5, 56\n\
+               l:\nmov %r7, %r4\nmov %r2, %r1\nadd %r2, %r7\nldxdw %r3, [%r2+0]\nadd %r0, %r3\n\
+               add %r4, 8\njgt %r5, %r7, l\nexit";
+    let slots = assemble(src, Dialect::Conformance).unwrap();
+    let prog = Program::new(&slots).unwrap();
+    let h = Helpers::new();
+    let mut jit = Jit::new(&prog, &h).unwrap();
+    let mut vm = Interpreter::new(&prog, &h).unwrap();
+    assert_eq!(jit.proved_in_input(), 1);
+    assert_eq!(jit.input_needed(), 64);
+    let mut mem: Vec<u8> = (0..64u8).collect();
+    let want = vm.run(&mut mem).unwrap();
+    assert_eq!(jit.run(&mut mem).unwrap(), want);
+    assert!(
+        !jit.has_checked_code(),
+        "a long enough input runs the fast code"
+    );
+    // 63 bytes: the last load is out of bounds in both engines.
+    let mut short: Vec<u8> = (0..63u8).collect();
+    let want = vm.run(&mut short).unwrap_err();
+    assert!(
+        matches!(
+            want,
+            VmError::OutOfBounds {
+                pc: 6,
+                size: 8,
+                write: false,
+                ..
+            }
+        ),
+        "{want:?}"
+    );
+    assert_eq!(jit.run(&mut short).unwrap_err(), want);
+    assert!(jit.has_checked_code());
+    // Long inputs still take the fast code after that.
+    assert_eq!(jit.run(&mut mem).unwrap(), vm.run(&mut mem).unwrap());
+}
+
+/// `i != limit` loops, stores into the input, and what ends a proof.
+#[test]
+fn input_proofs_follow_the_program() {
+    let h = Helpers::new();
+    let jit_of = |src: &str| {
+        let slots = assemble(src, Dialect::Conformance).unwrap();
+        Program::new(&slots).unwrap()
+    };
+    // A byte loop to `!= 32` storing each byte's double: 32 bytes, writable.
+    let p = jit_of(
+        "mov %r2, 0\nl:\nmov %r3, %r1\nadd %r3, %r2\nldxb %r4, [%r3+0]\nlsh %r4, 1\n\
+         stxb [%r3+0], %r4\nadd %r2, 1\njne %r2, 32, l\nmov %r0, 0\nexit",
+    );
+    let mut jit = Jit::new(&p, &h).unwrap();
+    let mut vm = Interpreter::new(&p, &h).unwrap();
+    assert_eq!(jit.proved_in_input(), 2);
+    assert_eq!(jit.input_needed(), 32);
+    let (mut a, mut b) = (vec![3u8; 32], vec![3u8; 32]);
+    assert_eq!(jit.run(&mut a).unwrap(), vm.run(&mut b).unwrap());
+    assert_eq!(a, vec![6u8; 32]);
+    assert_eq!(a, b);
+    // A counter that may pass the limit (stride 3 never equals 32): no proof.
+    let p = jit_of(
+        "mov %r2, 0\nl:\nmov %r3, %r1\nadd %r3, %r2\nldxb %r4, [%r3+0]\nadd %r2, 3\n\
+         jne %r2, 32, l\nmov %r0, 0\nexit",
+    );
+    assert_eq!(Jit::new(&p, &h).unwrap().proved_in_input(), 0);
+    // After a helper call (which may change regions), r1's copy proves
+    // nothing; before it, the access is proved.
+    let mut h2 = Helpers::new();
+    h2.register(1, "nop", |_, _| Ok(0));
+    let p = jit_of("mov %r6, %r1\nldxb %r0, [%r6+3]\ncall 1\nldxb %r0, [%r6+7]\nexit");
+    let jit = Jit::new(&p, &h2).unwrap();
+    assert_eq!(jit.proved_in_input(), 1);
+    assert_eq!(jit.input_needed(), 4);
+}
+
+/// Stores proved into the input need it writable: a read-only input runs
+/// the checked code, which refuses the store like the interpreter.
+#[test]
+fn a_read_only_input_runs_checked_code() {
+    use bpfkit_vm::{Entry, RunEnv};
+    let slots = assemble("stb [%r1+2], 7\nmov %r0, 1\nexit", Dialect::Conformance).unwrap();
+    let prog = Program::new(&slots).unwrap();
+    let h = Helpers::new();
+    let mut jit = Jit::new(&prog, &h).unwrap();
+    let mut vm = Interpreter::new(&prog, &h).unwrap();
+    let data = [0u8; 8];
+    let mut env = RunEnv::default();
+    let setup = |regions: &mut bpfkit_vm::memory::Regions| {
+        // SAFETY: `data` outlives the run and nothing writes it.
+        let addr = unsafe { regions.add_ro(data.as_ptr(), data.len()) };
+        Entry {
+            args: [addr, 8, 0, 0, 0],
+            packet: (addr, 8),
+        }
+    };
+    let want = vm.run_with(&mut env, setup).unwrap_err();
+    assert!(
+        matches!(
+            want,
+            VmError::OutOfBounds {
+                pc: 0,
+                write: true,
+                ..
+            }
+        ),
+        "{want:?}"
+    );
+    assert_eq!(jit.run_with(&mut env, setup).unwrap_err(), want);
+    assert!(jit.has_checked_code());
+    assert_eq!(data, [0u8; 8]);
+}
