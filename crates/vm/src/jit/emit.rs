@@ -162,6 +162,21 @@ enum Cold {
         write: bool,
         stack_first: bool,
     },
+    /// A taken jump that moves the count on the way.
+    Edge {
+        label: DynamicLabel,
+        delta: i32,
+        target: DynamicLabel,
+    },
+    /// A division by a register holding 0, or (signed) -1.
+    DivSpecial {
+        zero: DynamicLabel,
+        minus_one: Option<DynamicLabel>,
+        resume: DynamicLabel,
+        d: u8,
+        w64: bool,
+        modulo: bool,
+    },
     /// LD_ABS/LD_IND outside the packet: the program ends with r0 = 0.
     PacketMiss {
         label: DynamicLabel,
@@ -183,11 +198,21 @@ struct Emitter<'a> {
     /// Loop heads reached by exactly one backward jump: that jump's pc, and
     /// the entry before the head's code where it lands to check the budget.
     back_entry: Vec<Option<(usize, DynamicLabel)>>,
+    /// Forward conditional jumps that leave a loop (jump past a back edge
+    /// whose target is not after them).
+    loop_exit: Vec<bool>,
+    /// Local calls whose callee writes none of r6-r9.
+    keeps_r6_r9: Vec<bool>,
     /// The count's excess at each op (see [`excess`]).
     excess: Vec<i32>,
     /// Which accesses may reach the stack, and which provably stay in the
     /// current frame or the input.
     proofs: Proofs,
+}
+
+/// Whether an immediate has a sign-extended 8-bit encoding.
+fn fits8(i: i32) -> bool {
+    i as i8 as i32 == i
 }
 
 fn log2(size: usize) -> usize {
@@ -250,6 +275,22 @@ pub(super) fn compile(
             sync[op.aux as usize] = true;
         }
     }
+    let backs: Vec<(usize, usize)> = ops
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| (op.kind == Kind::Ja || jump_info(op.kind).is_some()) && op.hi() > 0)
+        .map(|(q, op)| (q, op.aux as usize))
+        .collect();
+    let loop_exit = ops
+        .iter()
+        .enumerate()
+        .map(|(pc, op)| {
+            let t = op.aux as usize;
+            jump_info(op.kind).is_some()
+                && t > pc
+                && backs.iter().any(|&(q, h)| h <= pc && pc < q && q < t)
+        })
+        .collect();
     let mut back_entry = vec![None; n];
     for t in 0..n {
         if back[t] == 1 {
@@ -267,6 +308,8 @@ pub(super) fn compile(
         blind,
         back_entry,
         excess: excess(ops, &sync),
+        loop_exit,
+        keeps_r6_r9: super::values::calls_keeping_r6_r9(ops, entries),
         proofs,
     };
     e.prologue();
@@ -275,7 +318,7 @@ pub(super) fn compile(
         let l = e.labels[pc];
         if falls_into(ops, pc) && e.excess[pc] != e.excess[pc - 1] {
             let adj = e.excess[pc] - e.excess[pc - 1];
-            asm!(e.a; lea r9, [r9 + adj]);
+            e.lea_count(adj);
         }
         if let Some((from, entry)) = e.back_entry[pc] {
             // Straight-line code reaching the head skips the check.
@@ -342,6 +385,36 @@ impl Emitter<'_> {
             asm!(self.a; mov Rq(r), [r12 + REGS + 8 * i as i32]);
         }
         asm!(self.a; mov r9, [r12 + COUNT]);
+    }
+
+    /// r9 += delta, flags set (for the budget's `jge`).
+    fn add_count(&mut self, delta: i32) {
+        if fits8(delta) {
+            asm!(self.a; add r9, BYTE delta as i8);
+        } else {
+            asm!(self.a; add r9, delta);
+        }
+    }
+
+    /// r9 += delta, flags kept.
+    fn lea_count(&mut self, delta: i32) {
+        if fits8(delta) {
+            // dynasm encodes a run-time displacement in 32 bits; this is
+            // `lea r9, [r9 + disp8]`, four bytes instead of seven.
+            self.a.extend([0x4d, 0x8d, 0x49, delta as i8 as u8]);
+        } else {
+            asm!(self.a; lea r9, [r9 + delta]);
+        }
+    }
+
+    /// `cmp reg, imm8` (sign-extended), which dynasm does not pick for a
+    /// run-time immediate: REX (W for 64 bits, B for r8-r15), 83 /7 ib.
+    fn cmp_imm8(&mut self, reg: u8, imm: i8, w64: bool) {
+        let rex = 0x40 | (w64 as u8) << 3 | (reg >> 3);
+        if rex != 0x40 {
+            self.a.push(rex);
+        }
+        self.a.extend([0x83, 0xf8 | (reg & 7), imm as u8]);
     }
 
     fn jcc(&mut self, cc: Cc, l: DynamicLabel) {
@@ -515,16 +588,25 @@ impl Emitter<'_> {
         let i = op.imm as i32;
         let off = op.aux;
         match op.kind {
+            Add64I if fits8(i) => asm!(self.a; add Rq(d), BYTE i as i8),
             Add64I => asm!(self.a; add Rq(d), i),
+            Sub64I if fits8(i) => asm!(self.a; sub Rq(d), BYTE i as i8),
             Sub64I => asm!(self.a; sub Rq(d), i),
+            Mul64I if fits8(i) => asm!(self.a; imul Rq(d), Rq(d), BYTE i as i8),
             Mul64I => asm!(self.a; imul Rq(d), Rq(d), i),
-            Div64I => self.divmod(d, None, i, true, false, false),
-            SDiv64I => self.divmod(d, None, i, true, true, false),
-            Mod64I => self.divmod(d, None, i, true, false, true),
-            SMod64I => self.divmod(d, None, i, true, true, true),
+            Div64I => self.divmod(pc, d, None, i, true, false, false),
+            SDiv64I => self.divmod(pc, d, None, i, true, true, false),
+            Mod64I => self.divmod(pc, d, None, i, true, false, true),
+            SMod64I => self.divmod(pc, d, None, i, true, true, true),
+            Or64I if fits8(i) => asm!(self.a; or Rq(d), BYTE i as i8),
             Or64I => asm!(self.a; or Rq(d), i),
+            And64I if fits8(i) => asm!(self.a; and Rq(d), BYTE i as i8),
             And64I => asm!(self.a; and Rq(d), i),
+            Xor64I if fits8(i) => asm!(self.a; xor Rq(d), BYTE i as i8),
             Xor64I => asm!(self.a; xor Rq(d), i),
+            // A non-negative immediate through the 32-bit form, which
+            // zero-extends: the same value, a shorter encoding.
+            Mov64I if i >= 0 => asm!(self.a; mov Rd(d), i),
             Mov64I => asm!(self.a; mov Rq(d), i),
             Lsh64I => self.shift_imm(Shift::Shl, d, i, true),
             Rsh64I => self.shift_imm(Shift::Shr, d, i, true),
@@ -532,10 +614,10 @@ impl Emitter<'_> {
             Add64R => asm!(self.a; add Rq(d), Rq(s)),
             Sub64R => asm!(self.a; sub Rq(d), Rq(s)),
             Mul64R => asm!(self.a; imul Rq(d), Rq(s)),
-            Div64R => self.divmod(d, Some(s), 0, true, false, false),
-            SDiv64R => self.divmod(d, Some(s), 0, true, true, false),
-            Mod64R => self.divmod(d, Some(s), 0, true, false, true),
-            SMod64R => self.divmod(d, Some(s), 0, true, true, true),
+            Div64R => self.divmod(pc, d, Some(s), 0, true, false, false),
+            SDiv64R => self.divmod(pc, d, Some(s), 0, true, true, false),
+            Mod64R => self.divmod(pc, d, Some(s), 0, true, false, true),
+            SMod64R => self.divmod(pc, d, Some(s), 0, true, true, true),
             Or64R => asm!(self.a; or Rq(d), Rq(s)),
             And64R => asm!(self.a; and Rq(d), Rq(s)),
             Xor64R => asm!(self.a; xor Rq(d), Rq(s)),
@@ -550,15 +632,21 @@ impl Emitter<'_> {
             MovSx8_64 => asm!(self.a; movsx Rq(d), Rb(s)),
             MovSx16_64 => asm!(self.a; movsx Rq(d), Rw(s)),
             MovSx32_64 => asm!(self.a; movsxd Rq(d), Rd(s)),
+            Add32I if fits8(i) => asm!(self.a; add Rd(d), BYTE i as i8),
             Add32I => asm!(self.a; add Rd(d), i),
+            Sub32I if fits8(i) => asm!(self.a; sub Rd(d), BYTE i as i8),
             Sub32I => asm!(self.a; sub Rd(d), i),
+            Mul32I if fits8(i) => asm!(self.a; imul Rd(d), Rd(d), BYTE i as i8),
             Mul32I => asm!(self.a; imul Rd(d), Rd(d), i),
-            Div32I => self.divmod(d, None, i, false, false, false),
-            SDiv32I => self.divmod(d, None, i, false, true, false),
-            Mod32I => self.divmod(d, None, i, false, false, true),
-            SMod32I => self.divmod(d, None, i, false, true, true),
+            Div32I => self.divmod(pc, d, None, i, false, false, false),
+            SDiv32I => self.divmod(pc, d, None, i, false, true, false),
+            Mod32I => self.divmod(pc, d, None, i, false, false, true),
+            SMod32I => self.divmod(pc, d, None, i, false, true, true),
+            Or32I if fits8(i) => asm!(self.a; or Rd(d), BYTE i as i8),
             Or32I => asm!(self.a; or Rd(d), i),
+            And32I if fits8(i) => asm!(self.a; and Rd(d), BYTE i as i8),
             And32I => asm!(self.a; and Rd(d), i),
+            Xor32I if fits8(i) => asm!(self.a; xor Rd(d), BYTE i as i8),
             Xor32I => asm!(self.a; xor Rd(d), i),
             Mov32I => asm!(self.a; mov Rd(d), i),
             Lsh32I => self.shift_imm(Shift::Shl, d, i, false),
@@ -567,10 +655,10 @@ impl Emitter<'_> {
             Add32R => asm!(self.a; add Rd(d), Rd(s)),
             Sub32R => asm!(self.a; sub Rd(d), Rd(s)),
             Mul32R => asm!(self.a; imul Rd(d), Rd(s)),
-            Div32R => self.divmod(d, Some(s), 0, false, false, false),
-            SDiv32R => self.divmod(d, Some(s), 0, false, true, false),
-            Mod32R => self.divmod(d, Some(s), 0, false, false, true),
-            SMod32R => self.divmod(d, Some(s), 0, false, true, true),
+            Div32R => self.divmod(pc, d, Some(s), 0, false, false, false),
+            SDiv32R => self.divmod(pc, d, Some(s), 0, false, true, false),
+            Mod32R => self.divmod(pc, d, Some(s), 0, false, false, true),
+            SMod32R => self.divmod(pc, d, Some(s), 0, false, true, true),
             Or32R => asm!(self.a; or Rd(d), Rd(s)),
             And32R => asm!(self.a; and Rd(d), Rd(s)),
             Xor32R => asm!(self.a; xor Rd(d), Rd(s)),
@@ -720,13 +808,16 @@ impl Emitter<'_> {
                     ; jbe =>depth
                     ; add r9, op.hi()
                     ; jge =>budget
-                    // r6-r9 of the caller, and 8 bytes to keep rsp = 8 (mod 16)
-                    // in the callee.
+                    // 8 bytes to keep rsp = 8 (mod 16) in the callee.
                     ; sub rsp, 8
-                    ; push rbx
-                    ; push r13
-                    ; push r14
-                    ; push r15
+                );
+                // r6-r9 of the caller, unless the callee leaves them be
+                // (which keeps the alignment: four pushes).
+                let save = !self.keeps_r6_r9[pc];
+                if save {
+                    asm!(self.a; push rbx; push r13; push r14; push r15);
+                }
+                asm!(self.a
                     ; sub rbp, FRAME
                     ; cmp rbp, [r12 + MIN_FP]
                     ; jae >seen
@@ -734,11 +825,11 @@ impl Emitter<'_> {
                     ; seen:
                     ; call =>target
                     ; add rbp, FRAME
-
-                    ; pop r15
-                    ; pop r14
-                    ; pop r13
-                    ; pop rbx
+                );
+                if save {
+                    asm!(self.a; pop r15; pop r14; pop r13; pop rbx);
+                }
+                asm!(self.a
                     ; add rsp, 8
                     ; sub r9, op.lo()
                 );
@@ -769,8 +860,13 @@ impl Emitter<'_> {
                     (true, true, None) => asm!(self.a; test Rq(d), Rq(s)),
                     (false, false, None) => asm!(self.a; test Rd(d), lo),
                     (false, true, None) => asm!(self.a; test Rd(d), Rd(s)),
+                    // `test r, r` sets the flags `cmp r, 0` would.
+                    (true, false, Some(_)) if lo == 0 => asm!(self.a; test Rq(d), Rq(d)),
+                    (true, false, Some(_)) if fits8(lo) => self.cmp_imm8(d, lo as i8, true),
                     (true, false, Some(_)) => asm!(self.a; cmp Rq(d), lo),
                     (true, true, Some(_)) => asm!(self.a; cmp Rq(d), Rq(s)),
+                    (false, false, Some(_)) if lo == 0 => asm!(self.a; test Rd(d), Rd(d)),
+                    (false, false, Some(_)) if fits8(lo) => self.cmp_imm8(d, lo as i8, false),
                     (false, false, Some(_)) => asm!(self.a; cmp Rd(d), lo),
                     (false, true, Some(_)) => asm!(self.a; cmp Rd(d), Rd(s)),
                 }
@@ -793,23 +889,27 @@ impl Emitter<'_> {
             // jumps there with the count moved (lea leaves the flags); the
             // entry checks the budget and falls into the target.
             if let Some(entry) = self.back_entry[target].filter(|e| e.0 == pc).map(|e| e.1) {
-                asm!(self.a; lea r9, [r9 + delta]);
+                self.lea_count(delta);
                 match cc {
                     None => asm!(self.a; jmp =>entry),
                     Some(cc) => {
                         self.jcc(cc, entry);
-                        asm!(self.a; lea r9, [r9 - delta]);
+                        self.lea_count(-delta);
                     }
                 }
                 return;
             }
             let b = self.budget_stub(pc);
             match cc {
-                None => asm!(self.a; add r9, delta; jge =>b; jmp =>tl),
+                None => {
+                    self.add_count(delta);
+                    asm!(self.a; jge =>b; jmp =>tl);
+                }
                 Some(cc) => {
                     let skip = self.label();
                     self.jcc(cc.inverse(), skip);
-                    asm!(self.a; add r9, delta; jge =>b; jmp =>tl; =>skip);
+                    self.add_count(delta);
+                    asm!(self.a; jge =>b; jmp =>tl; =>skip);
                 }
             }
             return;
@@ -817,17 +917,28 @@ impl Emitter<'_> {
         match cc {
             None => {
                 if delta != 0 {
-                    asm!(self.a; add r9, delta);
+                    self.add_count(delta);
                 }
                 asm!(self.a; jmp =>tl);
             }
             Some(cc) if delta == 0 => self.jcc(cc, tl),
+            // A loop's exit, taken once per loop: the count moves out of
+            // line, so the loop's path stays free of it.
+            Some(cc) if self.loop_exit[pc] => {
+                let label = self.label();
+                self.jcc(cc, label);
+                self.cold.push(Cold::Edge {
+                    label,
+                    delta,
+                    target: tl,
+                });
+            }
             // Forward: the count moves on both paths and comes back on the
             // fall-through one, so the taken branch goes straight there.
             Some(cc) => {
-                asm!(self.a; lea r9, [r9 + delta]);
+                self.lea_count(delta);
                 self.jcc(cc, tl);
-                asm!(self.a; lea r9, [r9 - delta]);
+                self.lea_count(-delta);
             }
         }
     }
@@ -835,8 +946,22 @@ impl Emitter<'_> {
     /// Division and modulo with the interpreter's semantics: by 0 the
     /// quotient is 0 and the remainder the dividend, signed INT_MIN / -1
     /// wraps (x86 would fault), 32-bit forms zero-extend.
-    fn divmod(&mut self, d: u8, src: Option<u8>, imm: i32, w64: bool, signed: bool, modulo: bool) {
+    #[allow(clippy::too_many_arguments)]
+    fn divmod(
+        &mut self,
+        pc: usize,
+        d: u8,
+        src: Option<u8>,
+        imm: i32,
+        w64: bool,
+        signed: bool,
+        modulo: bool,
+    ) {
         let neg_one = |v: i32| signed && v == -1;
+        // A register divisor the analysis proved neither 0 nor (signed) -1
+        // needs no test; the tests of the others branch to out-of-line code.
+        let src = src.map(|s| (s, !self.proofs.divisor_ok[pc]));
+        let (zero, minus_one, resume) = (self.label(), self.label(), self.label());
         match src {
             None if imm == 0 => {
                 self.div_by_zero(d, w64, modulo);
@@ -853,24 +978,22 @@ impl Emitter<'_> {
                     asm!(self.a; mov r11d, imm);
                 }
             }
-            Some(s) => {
+            Some((s, test)) => {
                 if w64 {
-                    asm!(self.a
-                        ; mov r11, Rq(s)
-                        ; test r11, r11
-                        ; jz >zero
-                    );
-                    if signed {
-                        asm!(self.a; cmp r11, -1; je >minus_one);
+                    asm!(self.a; mov r11, Rq(s));
+                    if test {
+                        asm!(self.a; test r11, r11; jz =>zero);
+                        if signed {
+                            asm!(self.a; cmp r11, -1; je =>minus_one);
+                        }
                     }
                 } else {
-                    asm!(self.a
-                        ; mov r11d, Rd(s)
-                        ; test r11d, r11d
-                        ; jz >zero
-                    );
-                    if signed {
-                        asm!(self.a; cmp r11d, -1; je >minus_one);
+                    asm!(self.a; mov r11d, Rd(s));
+                    if test {
+                        asm!(self.a; test r11d, r11d; jz =>zero);
+                        if signed {
+                            asm!(self.a; cmp r11d, -1; je =>minus_one);
+                        }
                     }
                 }
             }
@@ -898,14 +1021,16 @@ impl Emitter<'_> {
         if d != RDX {
             asm!(self.a; mov rdx, [r12 + SCRATCH]);
         }
-        if src.is_some() {
-            asm!(self.a; jmp >done; zero:);
-            self.div_by_zero(d, w64, modulo);
-            if signed {
-                asm!(self.a; jmp >done; minus_one:);
-                self.div_by_minus_one(d, w64, modulo);
-            }
-            asm!(self.a; done:);
+        if let Some((_, true)) = src {
+            asm!(self.a; =>resume);
+            self.cold.push(Cold::DivSpecial {
+                zero,
+                minus_one: signed.then_some(minus_one),
+                resume,
+                d,
+                w64,
+                modulo,
+            });
         }
     }
 
@@ -1082,6 +1207,32 @@ impl Emitter<'_> {
                         ; jne =>fail
                         ; jmp =>resume
                     );
+                }
+                Cold::Edge {
+                    label,
+                    delta,
+                    target,
+                } => {
+                    asm!(self.a; =>label);
+                    self.lea_count(delta);
+                    asm!(self.a; jmp =>target);
+                }
+                Cold::DivSpecial {
+                    zero,
+                    minus_one,
+                    resume,
+                    d,
+                    w64,
+                    modulo,
+                } => {
+                    asm!(self.a; =>zero);
+                    self.div_by_zero(d, w64, modulo);
+                    asm!(self.a; jmp =>resume);
+                    if let Some(m) = minus_one {
+                        asm!(self.a; =>m);
+                        self.div_by_minus_one(d, w64, modulo);
+                        asm!(self.a; jmp =>resume);
+                    }
                 }
                 Cold::PacketMiss { label, delta } => {
                     asm!(self.a

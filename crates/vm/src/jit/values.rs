@@ -295,6 +295,9 @@ pub(super) struct Proofs {
     pub in_input: Vec<bool>,
     pub input_read: u64,
     pub input_write: u64,
+    /// Divisions and modulos whose divisor is neither 0 nor, for the
+    /// signed ones, -1 on every path.
+    pub divisor_ok: Vec<bool>,
 }
 
 impl Proofs {
@@ -815,6 +818,41 @@ fn entry(main: bool) -> State {
     s
 }
 
+/// (signed, 64-bit) of a division or modulo by a register.
+fn divide_by_reg(k: Kind) -> Option<(bool, bool)> {
+    use Kind::*;
+    Some(match k {
+        Div64R | Mod64R => (false, true),
+        SDiv64R | SMod64R => (true, true),
+        Div32R | Mod32R => (false, false),
+        SDiv32R | SMod32R => (true, false),
+        _ => return None,
+    })
+}
+
+/// (signed, 64-bit) of a division or modulo by an immediate (a register
+/// when blinded).
+fn divide_by_imm(k: Kind) -> Option<(bool, bool)> {
+    use Kind::*;
+    Some(match k {
+        Div64I | Mod64I => (false, true),
+        SDiv64I | SMod64I => (true, true),
+        Div32I | Mod32I => (false, false),
+        SDiv32I | SMod32I => (true, false),
+        _ => return None,
+    })
+}
+
+/// Whether a divisor in `[min, max]` is neither 0 nor, signed, -1 in the
+/// operation's width.
+fn divisor_ok(min: u64, max: u64, signed: bool, w64: bool) -> bool {
+    if w64 {
+        min > 0 && (!signed || max < u64::MAX)
+    } else {
+        max <= u32::MAX as u64 && min > 0 && (!signed || max < u32::MAX as u64)
+    }
+}
+
 /// The base register, size and direction of a load or store through a
 /// computed pointer.
 fn access(op: &Op) -> Option<(u8, i64, bool)> {
@@ -852,51 +890,86 @@ fn next(ops: &[Op], pc: usize) -> usize {
     }
 }
 
+/// The program's functions: each runs from an entry (pc 0, a local call's
+/// target, a callback) to the next.
+struct Functions {
+    entries: Vec<usize>,
+    n: usize,
+}
+
+impl Functions {
+    fn of(ops: &[Op], callbacks: &[usize]) -> Functions {
+        let n = ops.len();
+        let mut entries: Vec<usize> = std::iter::once(0)
+            .chain(callbacks.iter().copied())
+            .chain(
+                ops.iter()
+                    .filter(|op| op.kind == Kind::CallLocal)
+                    .map(|op| op.aux as usize),
+            )
+            .filter(|&e| e < n)
+            .collect();
+        entries.sort_unstable();
+        entries.dedup();
+        Functions { entries, n }
+    }
+
+    /// The function holding op `pc`.
+    fn of_pc(&self, pc: usize) -> usize {
+        self.entries.partition_point(|&e| e <= pc) - 1
+    }
+
+    fn range(&self, f: usize) -> std::ops::Range<usize> {
+        self.entries[f]..self.entries.get(f + 1).copied().unwrap_or(self.n)
+    }
+
+    /// Whether function `f` stays in its range: no jump out of it, no fall
+    /// off its end.
+    fn contained(&self, ops: &[Op], f: usize) -> bool {
+        let r = self.range(f);
+        let escapes = |op: &Op| {
+            (op.kind == Kind::Ja || super::emit::is_jump(op.kind))
+                && !r.contains(&(op.aux as usize))
+        };
+        // (Before the program's end, an `Unreachable` is the second slot of
+        // an LDDW, which falls through.)
+        let falls_off = r.end < self.n && !matches!(ops[r.end - 1].kind, Kind::Ja | Kind::Exit);
+        !falls_off && !ops[r.clone()].iter().any(escapes)
+    }
+
+    /// For each op: a local call whose callee has `property` (by function).
+    fn calls_with(&self, ops: &[Op], property: &[bool]) -> Vec<bool> {
+        ops.iter()
+            .map(|op| {
+                op.kind == Kind::CallLocal
+                    && (op.aux as usize) < self.n
+                    && property[self.of_pc(op.aux as usize)]
+            })
+            .collect()
+    }
+}
+
 /// Which ops are local calls into functions that call no helper, directly
-/// or through their own local calls. Functions run from each entry (pc 0,
-/// call targets, callbacks) to the next.
-fn pure_calls(ops: &[Op], callbacks: &[usize]) -> Vec<bool> {
-    let n = ops.len();
-    let mut entries: Vec<usize> = std::iter::once(0)
-        .chain(callbacks.iter().copied())
-        .chain(
-            ops.iter()
-                .filter(|op| op.kind == Kind::CallLocal)
-                .map(|op| op.aux as usize),
-        )
-        .filter(|&e| e < n)
-        .collect();
-    entries.sort_unstable();
-    entries.dedup();
-    let func = |pc: usize| entries.partition_point(|&e| e <= pc) - 1;
-    let range = |f: usize| entries[f]..entries.get(f + 1).copied().unwrap_or(n);
-    // Pure: no helper call, and no jump out of the function (into code
-    // that might call one), nor a fall off its end.
-    let mut pure: Vec<bool> = (0..entries.len())
+/// or through their own local calls.
+fn pure_calls(ops: &[Op], funcs: &Functions) -> Vec<bool> {
+    let nf = funcs.entries.len();
+    let mut pure: Vec<bool> = (0..nf)
         .map(|f| {
-            let r = range(f);
-            let escapes = |op: &Op| {
-                (op.kind == Kind::Ja || super::emit::is_jump(op.kind))
-                    && !r.contains(&(op.aux as usize))
-            };
-            // (Before the program's end, an `Unreachable` is the second
-            // slot of an LDDW, which falls through.)
-            let falls_off = r.end < n && !matches!(ops[r.end - 1].kind, Kind::Ja | Kind::Exit);
-            !falls_off
-                && !ops[r.clone()]
+            funcs.contained(ops, f)
+                && !ops[funcs.range(f)]
                     .iter()
-                    .any(|op| matches!(op.kind, Kind::Call | Kind::CallReg) || escapes(op))
+                    .any(|op| matches!(op.kind, Kind::Call | Kind::CallReg))
         })
         .collect();
     // A function calling an impure one is impure: to a fixpoint.
     loop {
         let mut changed = false;
-        for f in 0..entries.len() {
+        for f in 0..nf {
             if pure[f]
-                && ops[range(f)].iter().any(|op| {
+                && ops[funcs.range(f)].iter().any(|op| {
                     op.kind == Kind::CallLocal
-                        && (op.aux as usize) < n
-                        && !pure[func(op.aux as usize)]
+                        && (op.aux as usize) < funcs.n
+                        && !pure[funcs.of_pc(op.aux as usize)]
                 })
             {
                 pure[f] = false;
@@ -907,11 +980,30 @@ fn pure_calls(ops: &[Op], callbacks: &[usize]) -> Vec<bool> {
             break;
         }
     }
-    ops.iter()
-        .map(|op| {
-            op.kind == Kind::CallLocal && (op.aux as usize) < n && pure[func(op.aux as usize)]
-        })
-        .collect()
+    funcs.calls_with(ops, &pure)
+}
+
+/// Which ops are local calls into functions that write none of r6-r9
+/// themselves (their own calls keep them as this one does), so the caller's
+/// values need no saving around the call.
+pub(super) fn calls_keeping_r6_r9(ops: &[Op], callbacks: &[usize]) -> Vec<bool> {
+    use Kind::*;
+    let funcs = Functions::of(ops, callbacks);
+    let callee_saved = |r: u8| (6..=9).contains(&r);
+    let writes = |op: &Op| match op.kind {
+        StB | StH | StW | StDW | StxB | StxH | StxW | StxDW | FpStB | FpStH | FpStW | FpStDW
+        | FpStxB | FpStxH | FpStxW | FpStxDW | AtomicStoreB | AtomicStoreH | AtomicStoreW
+        | AtomicStoreDW | AtomicAdd64 | Ja | Exit | Call | CallReg | CallLocal | Nop
+        | Unreachable => false,
+        // Fetching atomics write their source register (or r0).
+        Atomic32 | Atomic64 => callee_saved(op.src) || callee_saved(op.dst),
+        k if super::emit::is_jump(k) => false,
+        _ => callee_saved(op.dst),
+    };
+    let keeps: Vec<bool> = (0..funcs.entries.len())
+        .map(|f| funcs.contained(ops, f) && !ops[funcs.range(f)].iter().any(writes))
+        .collect();
+    funcs.calls_with(ops, &keeps)
 }
 
 /// The control flow in basic blocks: states are kept at block starts only,
@@ -957,7 +1049,7 @@ impl Blocks {
         Blocks {
             starts,
             index,
-            pure_call: pure_calls(ops, callbacks),
+            pure_call: pure_calls(ops, &Functions::of(ops, callbacks)),
         }
     }
 
@@ -998,9 +1090,20 @@ pub(super) fn analyse(ops: &[Op], callbacks: &[usize]) -> Proofs {
         in_input: vec![false; n],
         input_read: 0,
         input_write: 0,
+        divisor_ok: vec![false; n],
     };
-    // Nothing to find without an access through a computed pointer.
-    if !ops.iter().any(|op| access(op).is_some()) {
+    for (pc, op) in ops.iter().enumerate() {
+        if let Some((signed, w64)) = divide_by_imm(op.kind) {
+            let v = if w64 { op.imm } else { op.imm as u32 as u64 };
+            p.divisor_ok[pc] = divisor_ok(v, v, signed, w64);
+        }
+    }
+    // Nothing to find without an access through a computed pointer or a
+    // division by a register.
+    if !ops
+        .iter()
+        .any(|op| access(op).is_some() || divide_by_reg(op.kind).is_some())
+    {
         return p;
     }
     let th = RegThresholds::of(ops);
@@ -1078,6 +1181,11 @@ pub(super) fn analyse(ops: &[Op], callbacks: &[usize]) -> Proofs {
         let Some(st) = *st else { continue };
         blocks.run(ops, b, st, |pc, s| {
             let op = &ops[pc];
+            if let Some((signed, w64)) = divide_by_reg(op.kind) {
+                if let Some(x) = num(get(s, op.src as usize)) {
+                    p.divisor_ok[pc] = divisor_ok(x.min, x.max, signed, w64);
+                }
+            }
             let Some((base, size, write)) = access(op) else {
                 return;
             };
