@@ -162,6 +162,16 @@ enum Cold {
         write: bool,
         stack_first: bool,
     },
+    /// A loop latch whose budget check fired: the jump's test again.
+    BackEdge {
+        label: DynamicLabel,
+        op: Op,
+        s: u8,
+        cc: Cc,
+        delta: i32,
+        budget: DynamicLabel,
+        resume: DynamicLabel,
+    },
     /// A taken jump that moves the count on the way.
     Edge {
         label: DynamicLabel,
@@ -195,9 +205,6 @@ struct Emitter<'a> {
     oob: [[DynamicLabel; 4]; 2],
     /// The constant-blinding key, when blinding.
     blind: Option<u32>,
-    /// Loop heads reached by exactly one backward jump: that jump's pc, and
-    /// the entry before the head's code where it lands to check the budget.
-    back_entry: Vec<Option<(usize, DynamicLabel)>>,
     /// Forward conditional jumps that leave a loop (jump past a back edge
     /// whose target is not after them).
     loop_exit: Vec<bool>,
@@ -247,10 +254,7 @@ pub(super) fn compile(
     };
     let check = [new4(&mut a), new4(&mut a)];
     let oob = [new4(&mut a), new4(&mut a)];
-    // Backward jumps into each op: how many, and the last.
     let n = ops.len();
-    let mut back = vec![0u32; n];
-    let mut last_back = vec![0usize; n];
     // Where the count must be exact (excess 0): function entries, loop
     // heads, and calls (helpers and callees read it).
     let mut sync = vec![false; n];
@@ -263,8 +267,6 @@ pub(super) fn compile(
         if op.kind == Kind::Ja || jump_info(op.kind).is_some() {
             let t = op.aux as usize;
             if op.hi() > 0 {
-                back[t] += 1;
-                last_back[t] = pc;
                 sync[t] = true;
             }
         }
@@ -291,13 +293,6 @@ pub(super) fn compile(
                 && backs.iter().any(|&(q, h)| h <= pc && pc < q && q < t)
         })
         .collect();
-    let mut back_entry = vec![None; n];
-    for t in 0..n {
-        if back[t] == 1 {
-            // A loop head with one back edge (forward jumps may reach it too).
-            back_entry[t] = Some((last_back[t], a.new_dynamic_label()));
-        }
-    }
     let mut e = Emitter {
         a,
         ops,
@@ -306,7 +301,6 @@ pub(super) fn compile(
         check,
         oob,
         blind,
-        back_entry,
         excess: excess(ops, &sync),
         loop_exit,
         keeps_r6_r9: super::values::calls_keeping_r6_r9(ops, entries),
@@ -319,16 +313,6 @@ pub(super) fn compile(
         if falls_into(ops, pc) && e.excess[pc] != e.excess[pc - 1] {
             let adj = e.excess[pc] - e.excess[pc - 1];
             e.lea_count(adj);
-        }
-        if let Some((from, entry)) = e.back_entry[pc] {
-            // Straight-line code reaching the head skips the check.
-            let budget = e.budget_stub(from);
-            asm!(e.a
-                ; jmp =>l
-                ; =>entry
-                ; test r9, r9
-                ; jge =>budget
-            );
         }
         asm!(e.a; =>l);
         *off = e.a.offset().0 as u32;
@@ -853,26 +837,67 @@ impl Emitter<'_> {
                 }
             }
             k => {
-                let (cc, w64, reg) = jump_info(k).expect("every other kind is a jump");
-                let lo = op.lo();
-                match (w64, reg, cc) {
-                    (true, false, None) => asm!(self.a; test Rq(d), lo),
-                    (true, true, None) => asm!(self.a; test Rq(d), Rq(s)),
-                    (false, false, None) => asm!(self.a; test Rd(d), lo),
-                    (false, true, None) => asm!(self.a; test Rd(d), Rd(s)),
-                    // `test r, r` sets the flags `cmp r, 0` would.
-                    (true, false, Some(_)) if lo == 0 => asm!(self.a; test Rq(d), Rq(d)),
-                    (true, false, Some(_)) if fits8(lo) => self.cmp_imm8(d, lo as i8, true),
-                    (true, false, Some(_)) => asm!(self.a; cmp Rq(d), lo),
-                    (true, true, Some(_)) => asm!(self.a; cmp Rq(d), Rq(s)),
-                    (false, false, Some(_)) if lo == 0 => asm!(self.a; test Rd(d), Rd(d)),
-                    (false, false, Some(_)) if fits8(lo) => self.cmp_imm8(d, lo as i8, false),
-                    (false, false, Some(_)) => asm!(self.a; cmp Rd(d), lo),
-                    (false, true, Some(_)) => asm!(self.a; cmp Rd(d), Rd(s)),
+                let cc = jump_info(k).expect("every other kind is a jump").0;
+                let cc = cc.unwrap_or(Cc::Ne);
+                if op.hi() > 0 {
+                    self.back_edge(pc, &op, s, cc);
+                } else {
+                    self.compare(&op, s);
+                    self.edge(pc, &op, Some(cc));
                 }
-                self.edge(pc, &op, Some(cc.unwrap_or(Cc::Ne)));
             }
         }
+    }
+
+    /// The flags of a conditional jump's test (`s` holds its register
+    /// operand).
+    fn compare(&mut self, op: &Op, s: u8) {
+        let d = MAP[op.dst as usize % 11];
+        let (cc, w64, reg) = jump_info(op.kind).expect("a jump");
+        let lo = op.lo();
+        match (w64, reg, cc) {
+            (true, false, None) => asm!(self.a; test Rq(d), lo),
+            (true, true, None) => asm!(self.a; test Rq(d), Rq(s)),
+            (false, false, None) => asm!(self.a; test Rd(d), lo),
+            (false, true, None) => asm!(self.a; test Rd(d), Rd(s)),
+            // `test r, r` sets the flags `cmp r, 0` would.
+            (true, false, Some(_)) if lo == 0 => asm!(self.a; test Rq(d), Rq(d)),
+            (true, false, Some(_)) if fits8(lo) => self.cmp_imm8(d, lo as i8, true),
+            (true, false, Some(_)) => asm!(self.a; cmp Rq(d), lo),
+            (true, true, Some(_)) => asm!(self.a; cmp Rq(d), Rq(s)),
+            (false, false, Some(_)) if lo == 0 => asm!(self.a; test Rd(d), Rd(d)),
+            (false, false, Some(_)) if fits8(lo) => self.cmp_imm8(d, lo as i8, false),
+            (false, false, Some(_)) => asm!(self.a; cmp Rd(d), lo),
+            (false, true, Some(_)) => asm!(self.a; cmp Rd(d), Rd(s)),
+        }
+    }
+
+    /// A conditional jump back (a loop's latch). The count moves and its
+    /// budget check runs first, its flags set by the `add`: when that
+    /// check fires, out of line, the test is redone, and the budget is
+    /// spent only if the jump is taken (else the count moves back and the
+    /// code falls through). The hot path is `add; jge` and the test.
+    fn back_edge(&mut self, pc: usize, op: &Op, s: u8, cc: Cc) {
+        let target = op.aux as usize;
+        let delta = op.hi() + self.excess[target] - self.excess[pc];
+        let label = self.label();
+        let resume = self.label();
+        let budget = self.budget_stub(pc);
+        self.add_count(delta);
+        asm!(self.a; jge =>label);
+        self.compare(op, s);
+        self.jcc(cc, self.labels[target]);
+        self.lea_count(-delta);
+        asm!(self.a; =>resume);
+        self.cold.push(Cold::BackEdge {
+            label,
+            op: *op,
+            s,
+            cc,
+            delta,
+            budget,
+            resume,
+        });
     }
 
     /// A jump taken (always, or on `cc`): adds the count delta, checks the
@@ -885,20 +910,7 @@ impl Emitter<'_> {
         let delta = op.hi() + self.excess[target] - self.excess[pc];
         let tl = self.labels[target];
         if op.hi() > 0 {
-            // Backward: a loop. The edge that owns its target's back entry
-            // jumps there with the count moved (lea leaves the flags); the
-            // entry checks the budget and falls into the target.
-            if let Some(entry) = self.back_entry[target].filter(|e| e.0 == pc).map(|e| e.1) {
-                self.lea_count(delta);
-                match cc {
-                    None => asm!(self.a; jmp =>entry),
-                    Some(cc) => {
-                        self.jcc(cc, entry);
-                        self.lea_count(-delta);
-                    }
-                }
-                return;
-            }
+            // Backward: a loop (conditional ones go through `back_edge`).
             let b = self.budget_stub(pc);
             match cc {
                 None => {
@@ -1207,6 +1219,21 @@ impl Emitter<'_> {
                         ; jne =>fail
                         ; jmp =>resume
                     );
+                }
+                Cold::BackEdge {
+                    label,
+                    op,
+                    s,
+                    cc,
+                    delta,
+                    budget,
+                    resume,
+                } => {
+                    asm!(self.a; =>label);
+                    self.compare(&op, s);
+                    self.jcc(cc, budget);
+                    self.lea_count(-delta);
+                    asm!(self.a; jmp =>resume);
                 }
                 Cold::Edge {
                     label,
