@@ -16,7 +16,7 @@
 // dynasm's macros pass dynamic register operands through `.into()`.
 #![allow(clippy::useless_conversion)]
 
-use super::values::Proofs;
+use super::values::{ExitKind, Proofs};
 use super::{ctx_off, Ctx, TEntry, ST_BUDGET, ST_DEPTH, ST_OOB, ST_STOP, TR_LOOP};
 use crate::program::{Kind, Op, FRAME_SIZE};
 use dynasmrt::x64::X64Relocation;
@@ -172,6 +172,12 @@ enum Cold {
         budget: DynamicLabel,
         resume: DynamicLabel,
     },
+    /// A call into a frame below every frame used so far.
+    Deeper {
+        label: DynamicLabel,
+        depth: DynamicLabel,
+        resume: DynamicLabel,
+    },
     /// A taken jump that moves the count on the way.
     Edge {
         label: DynamicLabel,
@@ -210,6 +216,8 @@ struct Emitter<'a> {
     loop_exit: Vec<bool>,
     /// Local calls whose callee writes none of r6-r9.
     keeps_r6_r9: Vec<bool>,
+    /// What each exit does.
+    exits: Vec<ExitKind>,
     /// The count's excess at each op (see [`excess`]).
     excess: Vec<i32>,
     /// Which accesses may reach the stack, and which provably stay in the
@@ -304,6 +312,7 @@ pub(super) fn compile(
         excess: excess(ops, &sync),
         loop_exit,
         keeps_r6_r9: super::values::calls_keeping_r6_r9(ops, entries),
+        exits: super::values::exit_kinds(ops, entries),
         proofs,
     };
     e.prologue();
@@ -787,9 +796,21 @@ impl Emitter<'_> {
                 self.cold.push(Cold::Depth { label: depth, pc });
                 let budget = self.budget_stub(pc);
                 let target = self.labels[op.aux as usize];
+                // A frame deeper than any before: out of line, the depth
+                // check and the new lowest frame (the clearing after the run
+                // reaches it). Any other call is shallower than one that
+                // passed the check.
+                let deeper = self.label();
+                let back = self.label();
+                self.cold.push(Cold::Deeper {
+                    label: deeper,
+                    depth,
+                    resume: back,
+                });
                 asm!(self.a
-                    ; cmp rbp, [r12 + STACK_LIMIT]
-                    ; jbe =>depth
+                    ; cmp rbp, [r12 + MIN_FP]
+                    ; jbe =>deeper
+                    ; =>back
                     ; add r9, op.hi()
                     ; jge =>budget
                     // 8 bytes to keep rsp = 8 (mod 16) in the callee.
@@ -803,10 +824,6 @@ impl Emitter<'_> {
                 }
                 asm!(self.a
                     ; sub rbp, FRAME
-                    ; cmp rbp, [r12 + MIN_FP]
-                    ; jae >seen
-                    ; mov [r12 + MIN_FP], rbp
-                    ; seen:
                     ; call =>target
                     ; add rbp, FRAME
                 );
@@ -819,15 +836,20 @@ impl Emitter<'_> {
                 );
             }
             Exit => {
-                // Returns to the caller's frame, or ends the run at depth 0;
+                // Returns to the caller's frame, or ends the run at depth 0
+                // (where the function it is in settles which);
                 // r10 names this exit for a bpf_loop budget check.
-                asm!(self.a
-                    ; add r9, op.imm as i32 - self.excess[pc]
-                    ; cmp rbp, [r12 + STACK_TOP]
-                    ; je ->exit_ok
-                    ; mov r10d, pc as i32
-                    ; ret
-                );
+                asm!(self.a; add r9, op.imm as i32 - self.excess[pc]);
+                match self.exits[pc] {
+                    ExitKind::Run => asm!(self.a; jmp ->exit_ok),
+                    ExitKind::Return => asm!(self.a; mov r10d, pc as i32; ret),
+                    ExitKind::Either => asm!(self.a
+                        ; cmp rbp, [r12 + STACK_TOP]
+                        ; je ->exit_ok
+                        ; mov r10d, pc as i32
+                        ; ret
+                    ),
+                }
             }
             Unreachable => {
                 // LDDW second slots fall through to nothing; the sentinel
@@ -1234,6 +1256,20 @@ impl Emitter<'_> {
                     self.jcc(cc, budget);
                     self.lea_count(-delta);
                     asm!(self.a; jmp =>resume);
+                }
+                Cold::Deeper {
+                    label,
+                    depth,
+                    resume,
+                } => {
+                    asm!(self.a
+                        ; =>label
+                        ; cmp rbp, [r12 + STACK_LIMIT]
+                        ; jbe =>depth
+                        ; lea r11, [rbp - FRAME]
+                        ; mov [r12 + MIN_FP], r11
+                        ; jmp =>resume
+                    );
                 }
                 Cold::Edge {
                     label,

@@ -983,6 +983,37 @@ fn pure_calls(ops: &[Op], funcs: &Functions) -> Vec<bool> {
     funcs.calls_with(ops, &pure)
 }
 
+/// What an `exit` does at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ExitKind {
+    /// Ends the run: it is in the main function, which nothing calls.
+    Run,
+    /// Returns from a call: it is in a subprogram.
+    Return,
+    /// Either: the code it is in may run at any depth.
+    Either,
+}
+
+/// What each op, if an exit, does: when every function keeps to its range
+/// and nothing calls the main function, exits in the main function end the
+/// run and the others return.
+pub(super) fn exit_kinds(ops: &[Op], callbacks: &[usize]) -> Vec<ExitKind> {
+    let funcs = Functions::of(ops, callbacks);
+    let main_called = callbacks.contains(&0)
+        || ops
+            .iter()
+            .any(|op| op.kind == Kind::CallLocal && op.aux == 0);
+    let known = !main_called && (0..funcs.entries.len()).all(|f| funcs.contained(ops, f));
+    ops.iter()
+        .enumerate()
+        .map(|(pc, _)| match (known, funcs.of_pc(pc)) {
+            (false, _) => ExitKind::Either,
+            (true, 0) => ExitKind::Run,
+            (true, _) => ExitKind::Return,
+        })
+        .collect()
+}
+
 /// Which ops are local calls into functions that write none of r6-r9
 /// themselves (their own calls keep them as this one does), so the caller's
 /// values need no saving around the call.
