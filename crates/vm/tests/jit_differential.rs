@@ -221,6 +221,9 @@ impl Gen {
         let size = self.rng.pick(&[Size::B, Size::H, Size::W, Size::DW]);
         let off = self.rng.pick(&[0, 0, 0, 1, -1, 3]);
         let access = |g: &mut Gen, items: &mut Vec<Item>| {
+            // Loading into the pointer's own register is the shape the JIT
+            // folds into one instruction with the add before it.
+            let into = if g.rng.chance(1, 3) { p } else { v };
             items.push(Item::Insn(if g.rng.chance(1, 4) {
                 Instruction::Store {
                     size,
@@ -231,13 +234,13 @@ impl Gen {
             } else {
                 Instruction::Load {
                     size,
-                    signed: false,
-                    dst: v,
+                    signed: size != Size::DW && g.rng.chance(1, 4),
+                    dst: into,
                     src: p,
                     off,
                 }
             }));
-            items.push(alu(AluOp::Xor, acc, Source::Reg(v)));
+            items.push(alu(AluOp::Xor, acc, Source::Reg(into)));
             items.push(alu(AluOp::Mul, acc, Source::Imm(0x3b9a_ca07)));
         };
         if self.rng.chance(1, 4) {

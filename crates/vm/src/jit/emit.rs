@@ -315,8 +315,24 @@ pub(super) fn compile(
         exits: super::values::exit_kinds(ops, entries),
         proofs,
     };
+    // Ops control reaches other than from the op before.
+    let mut entered = vec![false; n];
+    for &t in entries.iter().chain(std::iter::once(&0)) {
+        if t < n {
+            entered[t] = true;
+        }
+    }
+    for op in ops {
+        if (op.kind == Kind::Ja || op.kind == Kind::CallLocal || jump_info(op.kind).is_some())
+            && (op.aux as usize) < n
+        {
+            entered[op.aux as usize] = true;
+        }
+    }
     e.prologue();
     let mut offsets = vec![0u32; ops.len()];
+    // Ops folded into an earlier op's code still to pass.
+    let mut folded = 0;
     for (pc, off) in offsets.iter_mut().enumerate() {
         let l = e.labels[pc];
         if falls_into(ops, pc) && e.excess[pc] != e.excess[pc - 1] {
@@ -325,7 +341,14 @@ pub(super) fn compile(
         }
         asm!(e.a; =>l);
         *off = e.a.offset().0 as u32;
-        e.op(pc);
+        if folded > 0 {
+            folded -= 1;
+            continue;
+        }
+        folded = e.fuse(pc, &entered);
+        if folded == 0 {
+            e.op(pc);
+        }
     }
     e.cold();
     e.shared(tramps);
@@ -504,6 +527,73 @@ impl Emitter<'_> {
             ; cmp r10, [r12 + hot + 32 + 8 * k as i32]
             ; ja =>miss
         );
+    }
+
+    /// Emits ops `pc..` as one x86 instruction where a pattern allows
+    /// (x86 adds in its addressing; eBPF needs three ops), and returns how
+    /// many ops after `pc` that code also covers (0: none matched). Only
+    /// straight-line ops that nothing jumps into are folded.
+    /// - `d = a; d += b; d = *(size *)(d + off)`, the access proved safe:
+    ///   a load from `[a + b + off]`;
+    /// - `d = a; d += c; d += b`: `lea d, [a + b + c]`;
+    /// - `d = a; d += b` and `d = a; d += c`: `lea d, [a + b]`, `[a + c]`.
+    fn fuse(&mut self, pc: usize, entered: &[bool]) -> usize {
+        use Kind::*;
+        let ops = self.ops;
+        let at = |i: usize| ops.get(pc + i).filter(|_| !entered[pc + i]);
+        let (Some(mov), Some(add)) = (ops.get(pc), at(1)) else {
+            return 0;
+        };
+        if mov.kind != Mov64R || add.dst != mov.dst {
+            return 0;
+        }
+        let d = MAP[mov.dst as usize % 11];
+        let a = MAP[mov.src as usize % 11];
+        let reg_add = |op: &Op| op.kind == Add64R && op.dst == mov.dst && op.src != mov.dst;
+        // Immediates stay out of addressing when blinding.
+        let imm_add = |op: &Op| self.blind.is_none() && op.kind == Add64I && op.dst == mov.dst;
+        if reg_add(add) {
+            let b = MAP[add.src as usize % 11];
+            if let Some(load) = at(2) {
+                let proved = self.proofs.in_frame[pc + 2] || self.proofs.in_input[pc + 2];
+                if load.src == mov.dst && load.dst == mov.dst && proved {
+                    let off = load.aux;
+                    match load.kind {
+                        LdxB => asm!(self.a; movzx Rd(d), BYTE [Rq(a) + Rq(b) + off]),
+                        LdxH => asm!(self.a; movzx Rd(d), WORD [Rq(a) + Rq(b) + off]),
+                        LdxW => asm!(self.a; mov Rd(d), DWORD [Rq(a) + Rq(b) + off]),
+                        LdxDW => asm!(self.a; mov Rq(d), QWORD [Rq(a) + Rq(b) + off]),
+                        LdxSB => asm!(self.a; movsx Rq(d), BYTE [Rq(a) + Rq(b) + off]),
+                        LdxSH => asm!(self.a; movsx Rq(d), WORD [Rq(a) + Rq(b) + off]),
+                        LdxSW => asm!(self.a; movsxd Rq(d), DWORD [Rq(a) + Rq(b) + off]),
+                        _ => return self.fuse_lea(d, a, Some(b), 0),
+                    }
+                    return 2;
+                }
+            }
+            return self.fuse_lea(d, a, Some(b), 0);
+        }
+        if imm_add(add) {
+            let c = add.imm as i32;
+            if let Some(add2) = at(2) {
+                if reg_add(add2) {
+                    let b = MAP[add2.src as usize % 11];
+                    self.fuse_lea(d, a, Some(b), c);
+                    return 2;
+                }
+            }
+            return self.fuse_lea(d, a, None, c);
+        }
+        0
+    }
+
+    /// `lea d, [a + b + c]`; returns 1 (the ops covered after the first).
+    fn fuse_lea(&mut self, d: u8, a: u8, b: Option<u8>, c: i32) -> usize {
+        match b {
+            Some(b) => asm!(self.a; lea Rq(d), [Rq(a) + Rq(b) + c]),
+            None => asm!(self.a; lea Rq(d), [Rq(a) + c]),
+        }
+        1
     }
 
     fn op(&mut self, pc: usize) {
