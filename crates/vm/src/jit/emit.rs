@@ -536,7 +536,7 @@ impl Emitter<'_> {
     /// - `d = a; d += b; d = *(size *)(d + off)`, the access proved safe:
     ///   a load from `[a + b + off]`;
     /// - `d = a; d += c; d += b`: `lea d, [a + b + c]`;
-    /// - `d = a; d += b` and `d = a; d += c`: `lea d, [a + b]`, `[a + c]`.
+    /// - `d = a; d += c`: `lea d, [a + c]`.
     fn fuse(&mut self, pc: usize, entered: &[bool]) -> usize {
         use Kind::*;
         let ops = self.ops;
@@ -566,12 +566,15 @@ impl Emitter<'_> {
                         LdxSB => asm!(self.a; movsx Rq(d), BYTE [Rq(a) + Rq(b) + off]),
                         LdxSH => asm!(self.a; movsx Rq(d), WORD [Rq(a) + Rq(b) + off]),
                         LdxSW => asm!(self.a; movsxd Rq(d), DWORD [Rq(a) + Rq(b) + off]),
-                        _ => return self.fuse_lea(d, a, Some(b), 0),
+                        _ => return 0,
                     }
                     return 2;
                 }
             }
-            return self.fuse_lea(d, a, Some(b), 0);
+            // `mov; add` stays: the move is free (renamed away), and a
+            // `lea` of two registers, encoded with a displacement, has the
+            // latency of two adds on some cores.
+            return 0;
         }
         if imm_add(add) {
             let c = add.imm as i32;
