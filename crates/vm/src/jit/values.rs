@@ -572,27 +572,42 @@ type Edges = [Option<(usize, State)>; 2];
 /// The edges out of op `pc`; `pure_call`: op `pc` is a local call whose
 /// callee (and everything it calls) calls no helper, so the input's region
 /// is as it was when the callee returns.
-fn successors(ops: &[Op], pc: usize, before: State, pure_call: bool) -> Edges {
+fn successors(
+    ops: &[Op],
+    pc: usize,
+    after: &mut State,
+    pure_call: bool,
+    to: &mut impl FnMut(usize, &State),
+) {
     use Kind::*;
     let op = &ops[pc];
-    let mut after = before;
-    step(pc, op, &mut after);
+    step(pc, op, after);
     if op.kind == CallLocal && !pure_call {
-        forget_input(&mut after);
+        forget_input(after);
     }
     match op.kind {
-        Exit | Unreachable => [None, None],
-        Ja => [Some((op.aux as usize, after)), None],
-        CallLocal => [Some((op.aux as usize, entry(false))), Some((pc + 1, after))],
-        LdImm64 => [Some((pc + 2, after)), None],
-        k if super::emit::is_jump(k) => {
-            let (taken, fall) = refine(op, after);
-            [
-                taken.map(|t| (op.aux as usize, t)),
-                fall.map(|f| (pc + 1, f)),
-            ]
+        Exit | Unreachable => {}
+        Ja => to(op.aux as usize, after),
+        CallLocal => {
+            to(op.aux as usize, &entry(false));
+            to(pc + 1, after);
         }
-        _ => [Some((pc + 1, after)), None],
+        LdImm64 => to(pc + 2, after),
+        k if super::emit::is_jump(k) => match refine(op, after) {
+            None => {
+                to(op.aux as usize, after);
+                to(pc + 1, after);
+            }
+            Some((taken, fall)) => {
+                if let Some(t) = taken {
+                    to(op.aux as usize, &t);
+                }
+                if let Some(f) = fall {
+                    to(pc + 1, &f);
+                }
+            }
+        },
+        _ => to(pc + 1, after),
     }
 }
 
@@ -698,9 +713,9 @@ fn constant_of(v: V) -> Option<u64> {
 /// known to hold one) bounds the register on each edge, and every register
 /// linked to it. Signed and 32-bit comparisons count where they agree with
 /// the 64-bit unsigned one (both sides within range). `None`: no value
-/// takes that edge.
-fn refine(op: &Op, s: State) -> (Option<State>, Option<State>) {
-    let unchanged = (Some(s), Some(s));
+/// takes that edge. `None`: both edges keep `s` as it is.
+fn refine(op: &Op, s: &State) -> Option<(Option<State>, Option<State>)> {
+    let unchanged = None;
     let Some((mut cmp, signed, w64, reg)) = comparison(op.kind) else {
         return unchanged;
     };
@@ -713,15 +728,15 @@ fn refine(op: &Op, s: State) -> (Option<State>, Option<State>) {
             op.lo() as u32 as u64
         };
         (d, c)
-    } else if let Some(c) = constant_of(get(&s, src)) {
+    } else if let Some(c) = constant_of(get(s, src)) {
         (d, c)
-    } else if let Some(c) = constant_of(get(&s, d)) {
+    } else if let Some(c) = constant_of(get(s, d)) {
         cmp = cmp.mirror();
         (src, c)
     } else {
         return unchanged;
     };
-    let Some(x) = num(get(&s, r)) else {
+    let Some(x) = num(get(s, r)) else {
         return unchanged;
     };
     // Where the comparison is the 64-bit unsigned one.
@@ -756,9 +771,9 @@ fn refine(op: &Op, s: State) -> (Option<State>, Option<State>) {
     };
     let with = |range: Option<(u64, u64)>| {
         let (a, b) = range.filter(|&(a, b)| a <= b)?;
-        bound(s, r, x, a, b)
+        bound(*s, r, x, a, b)
     };
-    (with(yes), with(no))
+    Some((with(yes), with(no)))
 }
 
 /// `[lo, hi]` without `c`, as one range (an inner `c` stays).
@@ -1086,18 +1101,43 @@ impl Blocks {
 
     /// Runs block `b` from state `s`: calls `at` before each op with the
     /// state there, returns the edges out of the block.
-    fn run(&self, ops: &[Op], b: usize, mut s: State, mut at: impl FnMut(usize, &State)) -> Edges {
+    fn run(
+        &self,
+        ops: &[Op],
+        b: usize,
+        mut s: State,
+        mut at: impl FnMut(usize, &State),
+        mut to: impl FnMut(usize, &State),
+    ) {
         let mut pc = self.starts[b];
         loop {
             at(pc, &s);
             let op = &ops[pc];
-            let to = next(ops, pc);
-            if ends_block(op) || to >= ops.len() || self.index[to] != u32::MAX {
-                return successors(ops, pc, s, self.pure_call[pc]);
+            let next_pc = next(ops, pc);
+            if ends_block(op) || next_pc >= ops.len() || self.index[next_pc] != u32::MAX {
+                successors(ops, pc, &mut s, self.pure_call[pc], &mut to);
+                return;
             }
             step(pc, op, &mut s);
-            pc = to;
+            pc = next_pc;
         }
+    }
+
+    /// The edges out of block `b` run from `s`.
+    fn edges(&self, ops: &[Op], b: usize, s: State) -> Edges {
+        let mut e: Edges = [None, None];
+        let mut i = 0;
+        self.run(
+            ops,
+            b,
+            s,
+            |_, _| {},
+            |to, s| {
+                e[i] = Some((to, *s));
+                i += 1;
+            },
+        );
+        e
     }
 
     /// The last op of block `b`.
@@ -1200,9 +1240,13 @@ pub(super) fn analyse(ops: &[Op], callbacks: &[usize]) -> Proofs {
             }
             again = true;
             let Some(before) = state[b] else { continue };
-            for (to, s) in blocks.run(ops, b, before, |_, _| {}).iter().flatten() {
-                flow(&mut state, &mut dirty, last[b], *to, s);
-            }
+            blocks.run(
+                ops,
+                b,
+                before,
+                |_, _| {},
+                |to, s| flow(&mut state, &mut dirty, last[b], to, s),
+            );
         }
     }
     if widened {
@@ -1210,7 +1254,7 @@ pub(super) fn analyse(ops: &[Op], callbacks: &[usize]) -> Proofs {
     }
     for (b, st) in state.iter().enumerate() {
         let Some(st) = *st else { continue };
-        blocks.run(ops, b, st, |pc, s| {
+        let proofs_at = |pc: usize, s: &State| {
             let op = &ops[pc];
             if let Some((signed, w64)) = divide_by_reg(op.kind) {
                 if let Some(x) = num(get(s, op.src as usize)) {
@@ -1242,7 +1286,8 @@ pub(super) fn analyse(ops: &[Op], callbacks: &[usize]) -> Proofs {
                 }
                 _ => {}
             }
-        });
+        };
+        blocks.run(ops, b, st, proofs_at, |_, _| {});
     }
     p
 }
@@ -1260,7 +1305,7 @@ fn narrow(ops: &[Op], callbacks: &[usize], blocks: &Blocks, state: &mut [Option<
     let mut edges: Vec<Edges> = vec![[None, None]; nb];
     for b in 0..nb {
         if let Some(before) = state[b] {
-            edges[b] = blocks.run(ops, b, before, |_, _| {});
+            edges[b] = blocks.edges(ops, b, before);
             for (to, _) in edges[b].iter().flatten() {
                 if let Some(&t) = blocks.index.get(*to).filter(|&&t| t != u32::MAX) {
                     let t = t as usize;
@@ -1295,7 +1340,7 @@ fn narrow(ops: &[Op], callbacks: &[usize], blocks: &Blocks, state: &mut [Option<
                 }
             }
             state[b] = acc;
-            edges[b] = acc.map_or([None, None], |a| blocks.run(ops, b, a, |_, _| {}));
+            edges[b] = acc.map_or([None, None], |a| blocks.edges(ops, b, a));
         }
     }
 }
