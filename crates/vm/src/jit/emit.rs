@@ -1593,14 +1593,29 @@ fn falls_into(ops: &[Op], pc: usize) -> bool {
 /// `count` - budget + excess. The interpreter's count lags the true count
 /// by the op's instruction index, so it moves on every taken jump; an
 /// excess that absorbs that move makes the jump a plain `jcc`. Each op
-/// takes its excess from the code falling into it, else from the first
-/// forward jump reaching it (so a branch tree moves the count only where
-/// its paths merge); ops where the count is read or checked (`sync`) have
+/// takes its excess from the code falling into it, else from one forward
+/// jump reaching it (so a branch tree moves the count only where its paths
+/// merge); ops where the count is read or checked (`sync`) have
 /// none, and exits and packet misses fold theirs into what they add.
 fn excess(ops: &[Op], sync: &[bool]) -> Vec<i32> {
     let n = ops.len();
     let mut e = vec![0i32; n];
     let mut from_jump = vec![false; n];
+    // The forward jump each op takes its excess from: the first conditional
+    // one (moving the count around a `jcc` costs both of its paths; before
+    // a `ja`, one `add` on a path that jumps anyway), else the first.
+    let mut owner = vec![usize::MAX; n];
+    for (pc, op) in ops.iter().enumerate() {
+        if (op.kind == Kind::Ja || is_jump(op.kind)) && op.hi() <= 0 {
+            let t = op.aux as usize;
+            if t > pc
+                && (owner[t] == usize::MAX
+                    || (ops[owner[t]].kind == Kind::Ja && op.kind != Kind::Ja))
+            {
+                owner[t] = pc;
+            }
+        }
+    }
     for pc in 0..n {
         if sync[pc] {
             e[pc] = 0;
@@ -1612,7 +1627,7 @@ fn excess(ops: &[Op], sync: &[bool]) -> Vec<i32> {
         let op = &ops[pc];
         if (op.kind == Kind::Ja || is_jump(op.kind)) && op.hi() <= 0 {
             let t = op.aux as usize;
-            if t > pc && !from_jump[t] {
+            if t > pc && owner[t] == pc {
                 e[t] = e[pc] - op.hi();
                 from_jump[t] = true;
             }
