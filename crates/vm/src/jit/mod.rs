@@ -406,39 +406,39 @@ impl<'p> Jit<'p> {
         let stack_base = self.mem.stack.as_mut_ptr().cast::<u8>().addr() as u64;
         let top = stack_base + STACK_SIZE as u64;
         let budget = self.budget.min(i64::MAX as u64) as i64;
-        let mut regs = [0u64; 16];
-        regs[1..6].copy_from_slice(&args);
-        regs[10] = top;
-        let ctx = Ctx {
-            regs,
-            count: -budget,
-            budget,
-            stack_top: top,
-            stack_limit: stack_base + FRAME_SIZE as u64,
-            stack_last: [top - 1, top - 2, top - 4, top - 8],
-            min_fp: top,
-            rd: std::ptr::null(),
-            rd_end: std::ptr::null(),
-            wr: std::ptr::null(),
-            wr_end: std::ptr::null(),
-            pkt_addr: packet.0,
-            pkt_len: packet.1,
-            scratch: 0,
-            hot_rd: TEntry::NONE,
-            hot_wr: TEntry::NONE,
-            saved_rsp: 0,
-            err_pc: 0,
-            err_addr: 0,
-            err_size: 0,
-            err_write: 0,
-            l_target: 0,
-            l_entry: 0,
-            l_ctx: 0,
-            l_iters: 0,
-            l_ret: 0,
-        };
+        // Built in place: the run context is a few hundred bytes, and a
+        // copy of it per run showed in short programs' run time.
         let mut run = Run {
-            ctx,
+            ctx: Ctx {
+                regs: [
+                    0, args[0], args[1], args[2], args[3], args[4], 0, 0, 0, 0, top, 0, 0, 0, 0, 0,
+                ],
+                count: -budget,
+                budget,
+                stack_top: top,
+                stack_limit: stack_base + FRAME_SIZE as u64,
+                stack_last: [top - 1, top - 2, top - 4, top - 8],
+                min_fp: top,
+                rd: std::ptr::null(),
+                rd_end: std::ptr::null(),
+                wr: std::ptr::null(),
+                wr_end: std::ptr::null(),
+                pkt_addr: packet.0,
+                pkt_len: packet.1,
+                scratch: 0,
+                hot_rd: TEntry::NONE,
+                hot_wr: TEntry::NONE,
+                saved_rsp: 0,
+                err_pc: 0,
+                err_addr: 0,
+                err_size: 0,
+                err_write: 0,
+                l_target: 0,
+                l_entry: 0,
+                l_ctx: 0,
+                l_iters: 0,
+                l_ret: 0,
+            },
             prog: &self.prog,
             regions: &mut self.mem.regions,
             env,
@@ -459,11 +459,9 @@ impl<'p> Jit<'p> {
         // `Regions::add_*`), and the code touches memory only through it,
         // the stack, or frame offsets proved in-frame at load time.
         let status = unsafe { entry((&mut run as *mut Run<'_>).cast::<Ctx>()) };
-        let Run {
-            ctx, stop, panic, ..
-        } = run;
+        let ctx = &run.ctx;
         self.mem.dirty_frames = (top - ctx.min_fp) as usize / FRAME_SIZE + 1;
-        if let Some(p) = panic {
+        if let Some(p) = run.panic.take() {
             std::panic::resume_unwind(p);
         }
         let pc = ctx.err_pc as usize;
@@ -486,7 +484,10 @@ impl<'p> Jit<'p> {
                 pc,
                 max: MAX_FRAMES,
             }),
-            _ => stop.expect("a stopping trampoline leaves its result"),
+            _ => run
+                .stop
+                .take()
+                .expect("a stopping trampoline leaves its result"),
         }
     }
 }
