@@ -188,6 +188,10 @@ pub struct Jit<'p> {
     /// The code, which may rely on the input being `need` bytes long.
     code: Code,
     need: InputNeed,
+    /// Whether the program has an op that can write memory (a store, an
+    /// atomic, a helper call): without one, the stack stays as it was
+    /// (zero) and needs no clearing between runs.
+    writes: bool,
     /// Code that checks every input access, for inputs shorter than
     /// `need`: compiled on the first such run.
     checked: Option<Box<Code>>,
@@ -284,6 +288,7 @@ impl<'p> Jit<'p> {
         let prog = Bound::new(prog, helpers)?;
         let blind = options.blinding.then(blinding_key);
         let callbacks = prog.callback_slots();
+        let writes = writes_memory(&prog.ops);
         let proofs = values::analyse(&prog.ops, &callbacks);
         let need = InputNeed {
             read: proofs.input_read,
@@ -295,6 +300,7 @@ impl<'p> Jit<'p> {
             prog,
             code,
             need,
+            writes,
             checked: None,
             blind,
             mem: RunMemory::new(),
@@ -460,7 +466,11 @@ impl<'p> Jit<'p> {
         // the stack, or frame offsets proved in-frame at load time.
         let status = unsafe { entry((&mut run as *mut Run<'_>).cast::<Ctx>()) };
         let ctx = &run.ctx;
-        self.mem.dirty_frames = (top - ctx.min_fp) as usize / FRAME_SIZE + 1;
+        self.mem.dirty_frames = if self.writes {
+            (top - ctx.min_fp) as usize / FRAME_SIZE + 1
+        } else {
+            0
+        };
         if let Some(p) = run.panic.take() {
             std::panic::resume_unwind(p);
         }
@@ -490,6 +500,40 @@ impl<'p> Jit<'p> {
                 .expect("a stopping trampoline leaves its result"),
         }
     }
+}
+
+/// Whether any op of `ops` may write memory.
+fn writes_memory(ops: &[crate::program::Op]) -> bool {
+    use Kind::*;
+    ops.iter().any(|op| {
+        matches!(
+            op.kind,
+            StB | StH
+                | StW
+                | StDW
+                | StxB
+                | StxH
+                | StxW
+                | StxDW
+                | FpStB
+                | FpStH
+                | FpStW
+                | FpStDW
+                | FpStxB
+                | FpStxH
+                | FpStxW
+                | FpStxDW
+                | AtomicAdd64
+                | Atomic32
+                | Atomic64
+                | AtomicStoreB
+                | AtomicStoreH
+                | AtomicStoreW
+                | AtomicStoreDW
+                | Call
+                | CallReg
+        )
+    })
 }
 
 /// A fresh random key for constant blinding (from the kernel's random
