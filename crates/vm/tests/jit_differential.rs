@@ -42,6 +42,16 @@ struct Gen {
     funcs: usize,
 }
 
+/// `dst op= src`, 64-bit.
+fn alu(op: AluOp, dst: Reg, src: Source) -> Item {
+    Item::Insn(Instruction::Alu {
+        width: Width::W64,
+        op,
+        dst,
+        src,
+    })
+}
+
 fn reg(n: u8) -> Reg {
     Reg::new(n).unwrap()
 }
@@ -132,14 +142,6 @@ impl Gen {
     fn stack_access(&mut self, items: &mut Vec<Item>) {
         let p = reg(self.rng.pick(&[2, 3, 4, 5]));
         let x = reg(self.rng.pick(&[0, 6, 7, 8]));
-        let alu = |op, dst, src| {
-            Item::Insn(Instruction::Alu {
-                width: Width::W64,
-                op,
-                dst,
-                src,
-            })
-        };
         let base = self.rng.pick(&[-8, -64, -256, -512, -520, 0]);
         let mut guard = None;
         // Offsets stay within 8 KiB of the stack top, where addresses are
@@ -209,14 +211,6 @@ impl Gen {
     /// counter's grid, so `!=` never holds), so the JIT proves some of these
     /// accesses and must not prove others.
     fn input_walk(&mut self, items: &mut Vec<Item>) {
-        let alu = |op, dst, src| {
-            Item::Insn(Instruction::Alu {
-                width: Width::W64,
-                op,
-                dst,
-                src,
-            })
-        };
         let (i, j, p, v, acc, lim) = (Reg::R7, Reg::R8, Reg::R2, Reg::R3, Reg::R6, Reg::R5);
         let size = self.rng.pick(&[Size::B, Size::H, Size::W, Size::DW]);
         let off = self.rng.pick(&[0, 0, 0, 1, -1, 3]);
@@ -561,14 +555,7 @@ fn random_program(seed: u64, mem_len: usize) -> Vec<RawInsn> {
         if f == 0 {
             // Keep a copy of the memory pointer, tell the harness where
             // the stack is (helper 6 records r1), and seed registers.
-            let mov = |dst, src| {
-                Item::Insn(Instruction::Alu {
-                    width: Width::W64,
-                    op: AluOp::Mov,
-                    dst,
-                    src: Source::Reg(src),
-                })
-            };
+            let mov = |dst, src| alu(AluOp::Mov, dst, Source::Reg(src));
             items.push(mov(Reg::R9, Reg::R1));
             items.push(mov(Reg::R1, Reg::R10));
             items.push(Item::Insn(Instruction::Call {
@@ -581,12 +568,7 @@ fn random_program(seed: u64, mem_len: usize) -> Vec<RawInsn> {
             // Whatever the frame holds on entry (zero, unless a frame
             // leaked from an earlier run or call), to the witness.
             fold_frame(&mut items, Reg::R0);
-            items.push(Item::Insn(Instruction::Alu {
-                width: Width::W64,
-                op: AluOp::Mov,
-                dst: Reg::R1,
-                src: Source::Reg(Reg::R0),
-            }));
+            items.push(alu(AluOp::Mov, Reg::R1, Source::Reg(Reg::R0)));
             items.push(Item::Insn(Instruction::Call {
                 kind: CallKind::Helper,
                 imm: 8,
@@ -631,14 +613,6 @@ fn random_program(seed: u64, mem_len: usize) -> Vec<RawInsn> {
 /// `acc` = a mix of r0-r9 and the top 64 bytes of the frame (r1 is
 /// clobbered).
 fn fold(items: &mut Vec<Item>, acc: Reg) {
-    let alu = |op, dst: Reg, src| {
-        Item::Insn(Instruction::Alu {
-            width: Width::W64,
-            op,
-            dst,
-            src,
-        })
-    };
     let mix = |items: &mut Vec<Item>, r| {
         items.push(alu(AluOp::Mul, acc, Source::Imm(0x3b9a_ca07)));
         items.push(alu(AluOp::Xor, acc, Source::Reg(r)));
@@ -662,18 +636,8 @@ fn fold_frame(items: &mut Vec<Item>, acc: Reg) {
             src: Reg::R10,
             off: -8 * k,
         }));
-        items.push(Item::Insn(Instruction::Alu {
-            width: Width::W64,
-            op: AluOp::Mul,
-            dst: acc,
-            src: Source::Imm(0x3b9a_ca07),
-        }));
-        items.push(Item::Insn(Instruction::Alu {
-            width: Width::W64,
-            op: AluOp::Xor,
-            dst: acc,
-            src: Source::Reg(Reg::R1),
-        }));
+        items.push(alu(AluOp::Mul, acc, Source::Imm(0x3b9a_ca07)));
+        items.push(alu(AluOp::Xor, acc, Source::Reg(Reg::R1)));
     }
 }
 

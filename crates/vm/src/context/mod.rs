@@ -108,20 +108,7 @@ pub fn run(interp: &mut Interpreter<'_>, env: &mut RunEnv) -> Result<Outcome, Vm
 
 /// A plain-memory context: r1 = the memory (writable), r2 = its length.
 pub fn plain(mem: &mut [u8]) -> impl FnOnce(&mut Regions) -> Entry + '_ {
-    move |regions| {
-        let len = mem.len();
-        let addr = if len == 0 {
-            0
-        } else {
-            // SAFETY: the closure borrows `mem`, and run_with holds the
-            // closure for the whole run.
-            unsafe { regions.add_rw(mem.as_mut_ptr(), len) }
-        };
-        Entry {
-            args: [addr, len as u64, 0, 0, 0],
-            packet: (addr, len as u64),
-        }
-    }
+    move |regions| crate::run_memory::memory_entry(regions, mem)
 }
 
 fn read_only(mem: &[u8]) -> impl FnOnce(&mut Regions) -> Entry + '_ {

@@ -106,23 +106,6 @@ enum Cc {
     Le,
 }
 
-impl Cc {
-    fn inverse(self) -> Cc {
-        match self {
-            Cc::E => Cc::Ne,
-            Cc::Ne => Cc::E,
-            Cc::A => Cc::Be,
-            Cc::Be => Cc::A,
-            Cc::Ae => Cc::B,
-            Cc::B => Cc::Ae,
-            Cc::G => Cc::Le,
-            Cc::Le => Cc::G,
-            Cc::Ge => Cc::L,
-            Cc::L => Cc::Ge,
-        }
-    }
-}
-
 /// Out-of-line code, emitted after the body.
 enum Cold {
     Budget {
@@ -214,10 +197,6 @@ struct Emitter<'a> {
     /// Forward conditional jumps that leave a loop (jump past a back edge
     /// whose target is not after them).
     loop_exit: Vec<bool>,
-    /// Local calls whose callee writes none of r6-r9.
-    keeps_r6_r9: Vec<bool>,
-    /// What each exit does.
-    exits: Vec<ExitKind>,
     /// The count's excess at each op (see [`excess`]).
     excess: Vec<i32>,
     /// Which accesses may reach the stack, and which provably stay in the
@@ -311,8 +290,6 @@ pub(super) fn compile(
         blind,
         excess: excess(ops, &sync),
         loop_exit,
-        keeps_r6_r9: super::values::calls_keeping_r6_r9(ops, entries),
-        exits: super::values::exit_kinds(ops, entries),
         proofs,
     };
     // Ops control reaches other than from the op before.
@@ -911,7 +888,7 @@ impl Emitter<'_> {
                 );
                 // r6-r9 of the caller, unless the callee leaves them be
                 // (which keeps the alignment: four pushes).
-                let save = !self.keeps_r6_r9[pc];
+                let save = !self.proofs.keeps_r6_r9[pc];
                 if save {
                     asm!(self.a; push rbx; push r13; push r14; push r15);
                 }
@@ -933,7 +910,7 @@ impl Emitter<'_> {
                 // (where the function it is in settles which);
                 // r10 names this exit for a bpf_loop budget check.
                 asm!(self.a; add r9, op.imm as i32 - self.excess[pc]);
-                match self.exits[pc] {
+                match self.proofs.exits[pc] {
                     ExitKind::Run => asm!(self.a; jmp ->exit_ok),
                     ExitKind::Return => asm!(self.a; mov r10d, pc as i32; ret),
                     ExitKind::Either => asm!(self.a
@@ -1025,20 +1002,12 @@ impl Emitter<'_> {
         let delta = op.hi() + self.excess[target] - self.excess[pc];
         let tl = self.labels[target];
         if op.hi() > 0 {
-            // Backward: a loop (conditional ones go through `back_edge`).
+            // Backward and unconditional: a loop (conditional jumps back go
+            // through `back_edge`).
+            debug_assert!(cc.is_none());
             let b = self.budget_stub(pc);
-            match cc {
-                None => {
-                    self.add_count(delta);
-                    asm!(self.a; jge =>b; jmp =>tl);
-                }
-                Some(cc) => {
-                    let skip = self.label();
-                    self.jcc(cc.inverse(), skip);
-                    self.add_count(delta);
-                    asm!(self.a; jge =>b; jmp =>tl; =>skip);
-                }
-            }
+            self.add_count(delta);
+            asm!(self.a; jge =>b; jmp =>tl);
             return;
         }
         match cc {

@@ -298,6 +298,10 @@ pub(super) struct Proofs {
     /// Divisions and modulos whose divisor is neither 0 nor, for the
     /// signed ones, -1 on every path.
     pub divisor_ok: Vec<bool>,
+    /// Local calls whose callee writes none of r6-r9.
+    pub keeps_r6_r9: Vec<bool>,
+    /// What each exit does.
+    pub exits: Vec<ExitKind>,
 }
 
 impl Proofs {
@@ -910,6 +914,9 @@ fn next(ops: &[Op], pc: usize) -> usize {
 struct Functions {
     entries: Vec<usize>,
     n: usize,
+    /// Whether each function stays in its range: no jump out of it, no
+    /// fall off its end.
+    contained: Vec<bool>,
 }
 
 impl Functions {
@@ -926,7 +933,15 @@ impl Functions {
             .collect();
         entries.sort_unstable();
         entries.dedup();
-        Functions { entries, n }
+        let mut funcs = Functions {
+            entries,
+            n,
+            contained: Vec::new(),
+        };
+        funcs.contained = (0..funcs.entries.len())
+            .map(|f| funcs.stays_in(ops, f))
+            .collect();
+        funcs
     }
 
     /// The function holding op `pc`.
@@ -940,7 +955,7 @@ impl Functions {
 
     /// Whether function `f` stays in its range: no jump out of it, no fall
     /// off its end.
-    fn contained(&self, ops: &[Op], f: usize) -> bool {
+    fn stays_in(&self, ops: &[Op], f: usize) -> bool {
         let r = self.range(f);
         let escapes = |op: &Op| {
             (op.kind == Kind::Ja || super::emit::is_jump(op.kind))
@@ -970,7 +985,7 @@ fn pure_calls(ops: &[Op], funcs: &Functions) -> Vec<bool> {
     let nf = funcs.entries.len();
     let mut pure: Vec<bool> = (0..nf)
         .map(|f| {
-            funcs.contained(ops, f)
+            funcs.contained[f]
                 && !ops[funcs.range(f)]
                     .iter()
                     .any(|op| matches!(op.kind, Kind::Call | Kind::CallReg))
@@ -1012,13 +1027,12 @@ pub(super) enum ExitKind {
 /// What each op, if an exit, does: when every function keeps to its range
 /// and nothing calls the main function, exits in the main function end the
 /// run and the others return.
-pub(super) fn exit_kinds(ops: &[Op], callbacks: &[usize]) -> Vec<ExitKind> {
-    let funcs = Functions::of(ops, callbacks);
+fn exit_kinds(ops: &[Op], callbacks: &[usize], funcs: &Functions) -> Vec<ExitKind> {
     let main_called = callbacks.contains(&0)
         || ops
             .iter()
             .any(|op| op.kind == Kind::CallLocal && op.aux == 0);
-    let known = !main_called && (0..funcs.entries.len()).all(|f| funcs.contained(ops, f));
+    let known = !main_called && funcs.contained.iter().all(|&c| c);
     ops.iter()
         .enumerate()
         .map(|(pc, _)| match (known, funcs.of_pc(pc)) {
@@ -1032,9 +1046,9 @@ pub(super) fn exit_kinds(ops: &[Op], callbacks: &[usize]) -> Vec<ExitKind> {
 /// Which ops are local calls into functions that write none of r6-r9
 /// themselves (their own calls keep them as this one does), so the caller's
 /// values need no saving around the call.
-pub(super) fn calls_keeping_r6_r9(ops: &[Op], callbacks: &[usize]) -> Vec<bool> {
+fn calls_keeping_r6_r9(ops: &[Op], funcs: &Functions) -> Vec<bool> {
     use Kind::*;
-    let funcs = Functions::of(ops, callbacks);
+
     let callee_saved = |r: u8| (6..=9).contains(&r);
     let writes = |op: &Op| match op.kind {
         StB | StH | StW | StDW | StxB | StxH | StxW | StxDW | FpStB | FpStH | FpStW | FpStDW
@@ -1047,7 +1061,7 @@ pub(super) fn calls_keeping_r6_r9(ops: &[Op], callbacks: &[usize]) -> Vec<bool> 
         _ => callee_saved(op.dst),
     };
     let keeps: Vec<bool> = (0..funcs.entries.len())
-        .map(|f| funcs.contained(ops, f) && !ops[funcs.range(f)].iter().any(writes))
+        .map(|f| funcs.contained[f] && !ops[funcs.range(f)].iter().any(writes))
         .collect();
     funcs.calls_with(ops, &keeps)
 }
@@ -1065,7 +1079,7 @@ struct Blocks {
 }
 
 impl Blocks {
-    fn of(ops: &[Op], callbacks: &[usize]) -> Blocks {
+    fn of(ops: &[Op], callbacks: &[usize], funcs: &Functions) -> Blocks {
         let n = ops.len();
         let mut leader = vec![false; n];
         leader[0] = true;
@@ -1095,7 +1109,7 @@ impl Blocks {
         Blocks {
             starts,
             index,
-            pure_call: pure_calls(ops, &Functions::of(ops, callbacks)),
+            pure_call: pure_calls(ops, funcs),
         }
     }
 
@@ -1155,6 +1169,7 @@ impl Blocks {
 
 pub(super) fn analyse(ops: &[Op], callbacks: &[usize]) -> Proofs {
     let n = ops.len();
+    let funcs = Functions::of(ops, callbacks);
     let mut p = Proofs {
         stack_likely: vec![false; n],
         in_frame: vec![false; n],
@@ -1162,6 +1177,8 @@ pub(super) fn analyse(ops: &[Op], callbacks: &[usize]) -> Proofs {
         input_read: 0,
         input_write: 0,
         divisor_ok: vec![false; n],
+        keeps_r6_r9: calls_keeping_r6_r9(ops, &funcs),
+        exits: exit_kinds(ops, callbacks, &funcs),
     };
     for (pc, op) in ops.iter().enumerate() {
         if let Some((signed, w64)) = divide_by_imm(op.kind) {
@@ -1178,7 +1195,7 @@ pub(super) fn analyse(ops: &[Op], callbacks: &[usize]) -> Proofs {
         return p;
     }
     let th = RegThresholds::of(ops);
-    let blocks = Blocks::of(ops, callbacks);
+    let blocks = Blocks::of(ops, callbacks, &funcs);
     let nb = blocks.starts.len();
     let last: Vec<usize> = (0..nb).map(|b| blocks.last(ops, b)).collect();
     let mut state: Vec<Option<State>> = vec![None; nb];
