@@ -264,22 +264,7 @@ pub(super) fn compile(
             sync[op.aux as usize] = true;
         }
     }
-    let backs: Vec<(usize, usize)> = ops
-        .iter()
-        .enumerate()
-        .filter(|(_, op)| (op.kind == Kind::Ja || jump_info(op.kind).is_some()) && op.hi() > 0)
-        .map(|(q, op)| (q, op.aux as usize))
-        .collect();
-    let loop_exit = ops
-        .iter()
-        .enumerate()
-        .map(|(pc, op)| {
-            let t = op.aux as usize;
-            jump_info(op.kind).is_some()
-                && t > pc
-                && backs.iter().any(|&(q, h)| h <= pc && pc < q && q < t)
-        })
-        .collect();
+    let loop_exit = loop_exits(ops);
     let mut e = Emitter {
         a,
         ops,
@@ -1550,6 +1535,38 @@ enum Shift {
     Shl,
     Shr,
     Sar,
+}
+
+/// Forward conditional jumps that leave a loop: past the end of a back
+/// edge `q -> h` with `h <= pc < q`. One sweep over the ops with the back
+/// edges spanning each op in a heap by their end.
+fn loop_exits(ops: &[Op]) -> Vec<bool> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut backs: Vec<(usize, usize)> = ops
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| (op.kind == Kind::Ja || jump_info(op.kind).is_some()) && op.hi() > 0)
+        .map(|(q, op)| (op.aux as usize, q))
+        .collect();
+    backs.sort_unstable();
+    let mut spanning = BinaryHeap::new();
+    let mut next = 0;
+    let mut exits = vec![false; ops.len()];
+    for (pc, op) in ops.iter().enumerate() {
+        while next < backs.len() && backs[next].0 <= pc {
+            spanning.push(Reverse(backs[next].1));
+            next += 1;
+        }
+        while spanning.peek().is_some_and(|&Reverse(q)| q <= pc) {
+            spanning.pop();
+        }
+        let t = op.aux as usize;
+        exits[pc] = jump_info(op.kind).is_some()
+            && t > pc
+            && spanning.peek().is_some_and(|&Reverse(q)| q < t);
+    }
+    exits
 }
 
 /// Whether code falls from op `pc - 1` into op `pc` (the second slot of an
