@@ -385,3 +385,41 @@ fn a_read_only_input_runs_checked_code() {
     assert!(jit.has_checked_code());
     assert_eq!(data, [0u8; 8]);
 }
+
+/// A 64-bit division whose operands the analysis bounds to 32 bits runs as
+/// a 32-bit `div` (`div r11d`, 41 f7 f3); one it cannot bound, as the
+/// 64-bit one (`div r11`, 49 f7 f3). Both give the interpreter's results.
+#[test]
+fn divisions_of_32_bit_values_use_the_32_bit_divide() {
+    let has = |code: &[u8], insn: &[u8]| code.windows(insn.len()).any(|w| w == insn);
+    let (div32, div64): (&[u8], &[u8]) = (&[0x41, 0xf7, 0xf3], &[0x49, 0xf7, 0xf3]);
+    let cases = [
+        ("and %r2, 0x7fffffff\nand %r3, 0xff\nor %r3, 1", true),
+        ("mov32 %r2, %r2\nrsh %r3, 32\nor %r3, 1", true),
+        ("rsh %r2, 31\nand %r3, 0xff\nor %r3, 1", false),
+        ("and %r3, 0xff\nor %r3, 1", false),
+    ];
+    for (setup, narrow) in cases {
+        for op in ["div", "mod"] {
+            let src = format!(
+                "ldxdw %r2, [%r1]\nldxdw %r3, [%r1+8]\n{setup}\n{op} %r2, %r3\nmov %r0, %r2\nexit"
+            );
+            let slots = assemble(&src, Dialect::Conformance).unwrap();
+            let prog = Program::new(&slots).unwrap();
+            let mut jit = Jit::new(&prog, &Helpers::new()).unwrap();
+            let code = jit.machine_code().to_vec();
+            assert_eq!(has(&code, div32), narrow, "{src}");
+            assert_eq!(has(&code, div64), !narrow, "{src}");
+            let mut vm = Interpreter::new(&prog, &Helpers::new()).unwrap();
+            for (a, b) in [(u64::MAX, u64::MAX), (0xffff_ffff, 7), (1 << 40, 3), (5, 0)] {
+                let mut mem = [a.to_le_bytes(), b.to_le_bytes()].concat();
+                let mut mem2 = mem.clone();
+                assert_eq!(
+                    jit.run(&mut mem).unwrap(),
+                    vm.run(&mut mem2).unwrap(),
+                    "{src}"
+                );
+            }
+        }
+    }
+}

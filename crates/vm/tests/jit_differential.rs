@@ -147,9 +147,18 @@ impl Gen {
         // Offsets stay within 8 KiB of the stack top, where addresses are
         // compared relative to it (the engines' stacks live apart).
         let mask = self.rng.pick(&[3, 7, 63, 127, 255, 504, 900]);
+        // The index scaled first, as clang orders an array access (the
+        // JIT folds that into one `lea`), or the other way round.
+        let scale_first = self.rng.chance(1, 2);
+        if scale_first {
+            items.push(alu(AluOp::And, x, Source::Imm(mask)));
+            items.push(alu(AluOp::Lsh, x, Source::Imm(self.rng.pick(&[1, 2, 3]))));
+        }
         items.push(alu(AluOp::Mov, p, Source::Reg(Reg::R10)));
         items.push(alu(AluOp::Add, p, Source::Imm(base)));
-        if self.rng.chance(1, 2) {
+        if scale_first {
+            // Masked above.
+        } else if self.rng.chance(1, 2) {
             items.push(alu(AluOp::And, x, Source::Imm(mask)));
         } else {
             // Bounded by a branch instead: the access is skipped unless x
@@ -168,7 +177,7 @@ impl Gen {
             guard = Some((items.len(), skip));
             items.push(Item::Insn(skip));
         }
-        if self.rng.chance(1, 3) {
+        if !scale_first && self.rng.chance(1, 3) {
             items.push(alu(AluOp::Lsh, x, Source::Imm(self.rng.pick(&[1, 2, 3]))));
         }
         items.push(alu(AluOp::Add, p, Source::Reg(x)));
@@ -198,6 +207,76 @@ impl Gen {
         items.push(alu(AluOp::Mov, p, Source::Imm(0)));
         if let Some((at, skip)) = guard {
             items[at] = Item::Jump(skip, items.len() - 1);
+        }
+    }
+
+    /// The sequences the JIT folds into one x86 instruction or a shorter
+    /// one, and near misses that must not fold: an array index (`i <<= k;
+    /// d = a; d += c; d += i`), a multiply by 3, 5 or 9 (alone or after a
+    /// copy), a rotate (`t = y; t >>= 64 - k; y <<= k; y |= t`, the shifts
+    /// either way round), and a 64-bit division whose operands are masked
+    /// to fit 32 bits (or not quite).
+    fn fused_shape(&mut self, items: &mut Vec<Item>) {
+        let imm = |v: i32| Source::Imm(v);
+        match self.rng.below(4) {
+            0 => {
+                let (i, d, a) = (self.dst(), self.dst(), self.src());
+                let k = self.rng.pick(&[1, 2, 3, 3, 0, 4]);
+                items.push(alu(AluOp::Lsh, i, imm(k)));
+                items.push(alu(AluOp::Mov, d, Source::Reg(a)));
+                items.push(alu(AluOp::Add, d, imm(self.rng.interesting_i32())));
+                items.push(alu(AluOp::Add, d, Source::Reg(i)));
+            }
+            1 => {
+                let (d, a) = (self.dst(), self.src());
+                let m = self.rng.pick(&[3, 5, 9, 9, 7, -3]);
+                if self.rng.chance(1, 2) {
+                    items.push(alu(AluOp::Mov, d, Source::Reg(a)));
+                }
+                items.push(alu(AluOp::Mul, d, imm(m)));
+            }
+            2 => {
+                let (t, y) = (self.dst(), self.dst());
+                let k = self.rng.pick(&[1, 5, 7, 32, 63]);
+                let other = if self.rng.chance(7, 8) {
+                    64 - k
+                } else {
+                    63 - k
+                };
+                let (first, second) = if self.rng.chance(1, 2) {
+                    (AluOp::Rsh, AluOp::Lsh)
+                } else {
+                    (AluOp::Lsh, AluOp::Rsh)
+                };
+                items.push(alu(AluOp::Mov, t, Source::Reg(y)));
+                items.push(alu(first, t, imm(other)));
+                items.push(alu(second, y, imm(k)));
+                items.push(alu(AluOp::Or, y, Source::Reg(t)));
+            }
+            _ => {
+                let (x, y) = (self.dst(), self.src());
+                for r in [x, y] {
+                    match self.rng.below(4) {
+                        // Zero-extends the low 32 bits.
+                        0 => items.push(Item::Insn(Instruction::Alu {
+                            width: Width::W32,
+                            op: AluOp::Mov,
+                            dst: r,
+                            src: Source::Reg(r),
+                        })),
+                        1 => items.push(alu(AluOp::And, r, imm(0x7fff_ffff))),
+                        2 => items.push(alu(AluOp::Rsh, r, imm(self.rng.pick(&[31, 32, 33])))),
+                        _ => {}
+                    }
+                }
+                let op = self.rng.pick(&[AluOp::Div, AluOp::Mod]);
+                let src = if self.rng.chance(1, 3) {
+                    imm(self.rng.pick(&[3, 10, 0x7fff_ffff, -1, 0]))
+                } else {
+                    Source::Reg(y)
+                };
+                items.push(alu(op, x, src));
+            }
         }
     }
 
@@ -292,6 +371,10 @@ impl Gen {
     fn insn(&mut self, items: &mut Vec<Item>, lo: usize, hi: usize) {
         if self.rng.chance(1, 20) {
             self.stack_access(items);
+            return;
+        }
+        if self.rng.chance(1, 16) {
+            self.fused_shape(items);
             return;
         }
         let r = &mut self.rng;
@@ -771,15 +854,21 @@ thread_local! {
     static WITNESS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// Addresses in an error near the stack as offsets from its top: the two
-/// engines' stacks live at different addresses.
-fn normalise(r: Res, top: u64) -> Res {
+/// Addresses in an error near the stack as offsets from its top (the two
+/// engines' stacks live at different addresses), in the shared arena as
+/// they are, anywhere else as [`FAR`].
+fn normalise(r: Res, top: u64, arena: std::ops::Range<u64>) -> Res {
     let fix = |addr: u64| {
         let rel = addr.wrapping_sub(top) as i64;
         if top != 0 && (-8192..8192).contains(&rel) {
             0x5eac_0000_0000_0000u64.wrapping_add(rel as u64)
-        } else {
+        } else if arena.contains(&addr) || top == 0 {
             addr
+        } else {
+            // Far from both: a stack address plus garbage (the engines'
+            // stacks live apart) or garbage alone; the pc, size and
+            // direction still have to agree.
+            FAR
         }
     };
     match r {
@@ -821,6 +910,8 @@ type Runs = Result<Vec<(Res, Vec<u8>, u64)>, String>;
 /// leaves the arena. Otherwise an access just past a small buffer could
 /// land in one engine's own stack and not in the other's.
 const ARENA: usize = 1 << 20;
+/// What [`normalise`] makes of an address far from the arena and the stack.
+const FAR: u64 = 0xfa7f_a7fa_7fa7_fa70;
 const MEM_AT: usize = 256 << 10;
 const RO_AT: usize = 640 << 10;
 const GRANT_AT: usize = 768 << 10;
@@ -845,6 +936,7 @@ fn both(
         Ok(p) => p,
         Err(e) => return [Err(e.to_string()), Err(e.to_string())],
     };
+    let arena_range = arena.as_ptr() as u64..arena.as_ptr() as u64 + arena.len() as u64;
     let (low, high) = arena.split_at_mut(RO_AT);
     let buf = &mut low[MEM_AT..MEM_AT + init.len()];
     let (ro_area, grant_area) = high.split_at_mut(GRANT_AT - RO_AT);
@@ -891,7 +983,7 @@ fn both(
                             }),
                         };
                         (
-                            normalise(r, STACK_TOP.with(|t| t.get())),
+                            normalise(r, STACK_TOP.with(|t| t.get()), arena_range.clone()),
                             [&buf[..], &grant_buf[..]].concat(),
                             WITNESS.with(|w| w.get()),
                         )

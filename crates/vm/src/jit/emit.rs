@@ -16,6 +16,7 @@
 // dynasm's macros pass dynamic register operands through `.into()`.
 #![allow(clippy::useless_conversion)]
 
+use super::encode::{self, Mem, Width};
 use super::values::{ExitKind, Proofs};
 use super::{ctx_off, Ctx, TEntry, ST_BUDGET, ST_DEPTH, ST_OOB, ST_STOP, TR_LOOP};
 use crate::program::{Kind, Op, FRAME_SIZE};
@@ -196,12 +197,28 @@ struct Emitter<'a> {
     blind: Option<u32>,
     /// Forward conditional jumps that leave a loop (jump past a back edge
     /// whose target is not after them).
-    loop_exit: Vec<bool>,
+    loop_exit: &'a [bool],
     /// The count's excess at each op (see [`excess`]).
-    excess: Vec<i32>,
+    excess: &'a [i32],
     /// Which accesses may reach the stack, and which provably stay in the
     /// current frame or the input.
-    proofs: Proofs,
+    proofs: &'a Proofs,
+    /// The jumps (in emission order) the previous pass found within an
+    /// 8-bit displacement of their target.
+    short: &'a [bool],
+    /// This pass's label jumps: start, length, target.
+    jumps: Vec<(u32, u8, DynamicLabel)>,
+}
+
+/// The scale of `lea d, [a + a * 2^scale]` that multiplies by `m` (3, 5
+/// or 9): one cycle where `imul` takes three.
+fn lea_scale(m: u64) -> Option<u8> {
+    match m {
+        3 => Some(1),
+        5 => Some(2),
+        9 => Some(3),
+        _ => None,
+    }
 }
 
 /// Whether an immediate has a sign-extended 8-bit encoding.
@@ -222,6 +239,15 @@ pub(super) struct Tramps {
 
 /// Compiles `ops`; with `blind`, every immediate operand is blinded with
 /// that key (see [`super::JitOptions::blinding`]).
+///
+/// Two passes: the first emits every jump to a label with a 32-bit
+/// displacement (but backward ones that fit 8 bits), then [`Pass::relax`]
+/// works out from that layout which jumps reach their targets with 8 bits
+/// once the others shrink, and the second pass emits those short. Only the
+/// jumps change size between the passes, so the layout the second pass
+/// makes is the one computed. (dynasm does not relax jumps; unrelaxed code
+/// is about a third larger, which costs instruction fetch on large
+/// programs.)
 pub(super) fn compile(
     ops: &[Op],
     entries: &[usize],
@@ -229,6 +255,137 @@ pub(super) fn compile(
     tramps: &Tramps,
     blind: Option<u32>,
 ) -> Compiled {
+    let plan = Plan::new(ops, entries);
+    let first = emit(ops, &plan, &proofs, tramps, blind, &[]);
+    let short = first.relax();
+    if short.iter().all(|&s| !s) {
+        return first.compiled;
+    }
+    match emit(ops, &plan, &proofs, tramps, blind, &short).compiled_checked() {
+        Some(second) => second,
+        // Unreachable by the argument above; the long form is always right.
+        None => {
+            debug_assert!(false, "a jump given 8 bits did not reach");
+            first.compiled
+        }
+    }
+}
+
+/// What both passes need, computed once.
+struct Plan {
+    /// The count's excess at each op (see [`excess`]).
+    excess: Vec<i32>,
+    /// Forward conditional jumps that leave a loop.
+    loop_exit: Vec<bool>,
+    /// Ops control reaches other than from the op before.
+    entered: Vec<bool>,
+}
+
+impl Plan {
+    fn new(ops: &[Op], entries: &[usize]) -> Plan {
+        let n = ops.len();
+        // Where the count must be exact (excess 0): function entries, loop
+        // heads, and calls (helpers and callees read it).
+        let mut sync = vec![false; n];
+        for &t in entries.iter().chain(std::iter::once(&0)) {
+            if t < n {
+                sync[t] = true;
+            }
+        }
+        for (pc, op) in ops.iter().enumerate() {
+            if op.kind == Kind::Ja || jump_info(op.kind).is_some() {
+                let t = op.aux as usize;
+                if op.hi() > 0 {
+                    sync[t] = true;
+                }
+            }
+            if matches!(op.kind, Kind::Call | Kind::CallReg | Kind::CallLocal) {
+                sync[pc] = true;
+            }
+            if op.kind == Kind::CallLocal {
+                sync[op.aux as usize] = true;
+            }
+        }
+        let mut entered = vec![false; n];
+        for &t in entries.iter().chain(std::iter::once(&0)) {
+            if t < n {
+                entered[t] = true;
+            }
+        }
+        for op in ops {
+            if (op.kind == Kind::Ja || op.kind == Kind::CallLocal || jump_info(op.kind).is_some())
+                && (op.aux as usize) < n
+            {
+                entered[op.aux as usize] = true;
+            }
+        }
+        Plan {
+            excess: excess(ops, &sync),
+            loop_exit: loop_exits(ops),
+            entered,
+        }
+    }
+}
+
+/// One pass's code, with where its label jumps went.
+struct Pass {
+    compiled: Compiled,
+    /// Per relaxable jump: where its code starts, how long it is, and its
+    /// target's offset.
+    jumps: Vec<(u32, u8, u32)>,
+    /// The assembler failed (a jump given 8 bits that needed more).
+    failed: bool,
+}
+
+impl Pass {
+    /// Which jumps reach their target with an 8-bit displacement
+    /// (measured from the end of the 2-byte short form) when every jump
+    /// found short so far is short. Starts from all long and only ever
+    /// shortens jumps, which only brings others nearer, until nothing
+    /// changes.
+    fn relax(&self) -> Vec<bool> {
+        let n = self.jumps.len();
+        let starts: Vec<u32> = self.jumps.iter().map(|j| j.0).collect();
+        let mut short = vec![false; n];
+        // saved[k]: bytes the short jumps among the first k save.
+        let mut saved = vec![0u32; n + 1];
+        loop {
+            for (k, &(_, len, _)) in self.jumps.iter().enumerate() {
+                let gain = if short[k] { u32::from(len) - 2 } else { 0 };
+                saved[k + 1] = saved[k] + gain;
+            }
+            // An offset of this pass, in the next one.
+            let moved = |x: u32| x - saved[starts.partition_point(|&s| s < x)];
+            let mut changed = false;
+            for (k, &(start, _, target)) in self.jumps.iter().enumerate() {
+                if short[k] {
+                    continue;
+                }
+                let disp = i64::from(moved(target)) - (i64::from(moved(start)) + 2);
+                if (-128..=127).contains(&disp) {
+                    short[k] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return short;
+            }
+        }
+    }
+
+    fn compiled_checked(self) -> Option<Compiled> {
+        (!self.failed).then_some(self.compiled)
+    }
+}
+
+fn emit(
+    ops: &[Op],
+    plan: &Plan,
+    proofs: &Proofs,
+    tramps: &Tramps,
+    blind: Option<u32>,
+    short: &[bool],
+) -> Pass {
     let mut a = Asm::new(0);
     let labels = (0..ops.len()).map(|_| a.new_dynamic_label()).collect();
     let new4 = |a: &mut Asm| {
@@ -241,30 +398,6 @@ pub(super) fn compile(
     };
     let check = [new4(&mut a), new4(&mut a)];
     let oob = [new4(&mut a), new4(&mut a)];
-    let n = ops.len();
-    // Where the count must be exact (excess 0): function entries, loop
-    // heads, and calls (helpers and callees read it).
-    let mut sync = vec![false; n];
-    for &t in entries.iter().chain(std::iter::once(&0)) {
-        if t < n {
-            sync[t] = true;
-        }
-    }
-    for (pc, op) in ops.iter().enumerate() {
-        if op.kind == Kind::Ja || jump_info(op.kind).is_some() {
-            let t = op.aux as usize;
-            if op.hi() > 0 {
-                sync[t] = true;
-            }
-        }
-        if matches!(op.kind, Kind::Call | Kind::CallReg | Kind::CallLocal) {
-            sync[pc] = true;
-        }
-        if op.kind == Kind::CallLocal {
-            sync[op.aux as usize] = true;
-        }
-    }
-    let loop_exit = loop_exits(ops);
     let mut e = Emitter {
         a,
         ops,
@@ -273,24 +406,13 @@ pub(super) fn compile(
         check,
         oob,
         blind,
-        excess: excess(ops, &sync),
-        loop_exit,
+        excess: &plan.excess,
+        loop_exit: &plan.loop_exit,
         proofs,
+        short,
+        jumps: Vec::new(),
     };
-    // Ops control reaches other than from the op before.
-    let mut entered = vec![false; n];
-    for &t in entries.iter().chain(std::iter::once(&0)) {
-        if t < n {
-            entered[t] = true;
-        }
-    }
-    for op in ops {
-        if (op.kind == Kind::Ja || op.kind == Kind::CallLocal || jump_info(op.kind).is_some())
-            && (op.aux as usize) < n
-        {
-            entered[op.aux as usize] = true;
-        }
-    }
+    let entered = &plan.entered;
     e.prologue();
     let mut offsets = vec![0u32; ops.len()];
     // Ops folded into an earlier op's code still to pass.
@@ -307,25 +429,48 @@ pub(super) fn compile(
             folded -= 1;
             continue;
         }
-        folded = e.fuse(pc, &entered);
+        folded = e.fuse(pc, entered);
         if folded == 0 {
             e.op(pc);
         }
     }
     e.cold();
     e.shared(tramps);
-    let proved = e.proofs.in_frame.iter().filter(|&&p| p).count();
-    let proved_input = e.proofs.in_input.iter().filter(|&&p| p).count();
-    let code = e.a.finalize().expect("every label the JIT uses is defined");
-    Compiled {
-        code,
-        offsets,
-        proved,
-        proved_input,
+    let proved = proofs.in_frame.iter().filter(|&&p| p).count();
+    let proved_input = proofs.in_input.iter().filter(|&&p| p).count();
+    let jumps = e
+        .jumps
+        .iter()
+        .map(|&(start, len, l)| {
+            let target =
+                e.a.labels()
+                    .resolve_dynamic(l)
+                    .expect("every label the JIT uses is defined");
+            (start, len, target.0 as u32)
+        })
+        .collect();
+    let (code, failed) = match e.a.finalize() {
+        Ok(code) => (code, false),
+        Err(_) => (Vec::new(), true),
+    };
+    Pass {
+        compiled: Compiled {
+            code,
+            offsets,
+            proved,
+            proved_input,
+        },
+        jumps,
+        failed,
     }
 }
 
 impl Emitter<'_> {
+    /// Appends an instruction encoded by [`encode`].
+    fn put(&mut self, code: encode::Bytes) {
+        self.a.extend(code.as_slice().iter().copied());
+    }
+
     fn label(&mut self) -> DynamicLabel {
         self.a.new_dynamic_label()
     }
@@ -395,19 +540,43 @@ impl Emitter<'_> {
         self.a.extend([0x83, 0xf8 | (reg & 7), imm as u8]);
     }
 
-    fn jcc(&mut self, cc: Cc, l: DynamicLabel) {
-        match cc {
-            Cc::E => asm!(self.a; je =>l),
-            Cc::Ne => asm!(self.a; jne =>l),
-            Cc::A => asm!(self.a; ja =>l),
-            Cc::Ae => asm!(self.a; jae =>l),
-            Cc::B => asm!(self.a; jb =>l),
-            Cc::Be => asm!(self.a; jbe =>l),
-            Cc::G => asm!(self.a; jg =>l),
-            Cc::Ge => asm!(self.a; jge =>l),
-            Cc::L => asm!(self.a; jl =>l),
-            Cc::Le => asm!(self.a; jle =>l),
+    /// `jmp` (no condition) or `jcc` to a label, with an 8-bit
+    /// displacement where it reaches: a target behind that is near, or
+    /// one the previous pass found near (see [`compile`]).
+    fn jump(&mut self, cc: Option<Cc>, l: DynamicLabel) {
+        let start = self.a.offset().0;
+        let near_behind = self
+            .a
+            .labels()
+            .resolve_dynamic(l)
+            .is_ok_and(|t| t.0 as i64 - (start as i64 + 2) >= -128);
+        let short = near_behind || self.short.get(self.jumps.len()).copied().unwrap_or(false);
+        match (cc, short) {
+            (None, false) => asm!(self.a; jmp =>l),
+            (None, true) => asm!(self.a; jmp BYTE =>l),
+            (Some(Cc::E), false) => asm!(self.a; je =>l),
+            (Some(Cc::E), true) => asm!(self.a; je BYTE =>l),
+            (Some(Cc::Ne), false) => asm!(self.a; jne =>l),
+            (Some(Cc::Ne), true) => asm!(self.a; jne BYTE =>l),
+            (Some(Cc::A), false) => asm!(self.a; ja =>l),
+            (Some(Cc::A), true) => asm!(self.a; ja BYTE =>l),
+            (Some(Cc::Ae), false) => asm!(self.a; jae =>l),
+            (Some(Cc::Ae), true) => asm!(self.a; jae BYTE =>l),
+            (Some(Cc::B), false) => asm!(self.a; jb =>l),
+            (Some(Cc::B), true) => asm!(self.a; jb BYTE =>l),
+            (Some(Cc::Be), false) => asm!(self.a; jbe =>l),
+            (Some(Cc::Be), true) => asm!(self.a; jbe BYTE =>l),
+            (Some(Cc::G), false) => asm!(self.a; jg =>l),
+            (Some(Cc::G), true) => asm!(self.a; jg BYTE =>l),
+            (Some(Cc::Ge), false) => asm!(self.a; jge =>l),
+            (Some(Cc::Ge), true) => asm!(self.a; jge BYTE =>l),
+            (Some(Cc::L), false) => asm!(self.a; jl =>l),
+            (Some(Cc::L), true) => asm!(self.a; jl BYTE =>l),
+            (Some(Cc::Le), false) => asm!(self.a; jle =>l),
+            (Some(Cc::Le), true) => asm!(self.a; jle BYTE =>l),
         }
+        let len = (self.a.offset().0 - start) as u8;
+        self.jumps.push((start as u32, len, l));
     }
 
     fn budget_stub(&mut self, pc: usize) -> DynamicLabel {
@@ -474,21 +643,19 @@ impl Emitter<'_> {
         asm!(self.a
             ; lea r11, [rbp - FRAME]
             ; cmp r10, r11
-            ; jb =>miss
-            ; cmp r10, [r12 + STACK_LAST + 8 * k as i32]
-            ; ja =>miss
         );
+        self.jump(Some(Cc::B), miss);
+        asm!(self.a; cmp r10, [r12 + STACK_LAST + 8 * k as i32]);
+        self.jump(Some(Cc::A), miss);
     }
 
     /// Jumps to `miss` unless r10 .. r10 + 2^k is in the hot entry.
     fn hot_test(&mut self, k: usize, write: bool, miss: DynamicLabel) {
         let hot = if write { HOT_WR } else { HOT_RD };
-        asm!(self.a
-            ; cmp r10, [r12 + hot + 8 * k as i32]
-            ; jb =>miss
-            ; cmp r10, [r12 + hot + 32 + 8 * k as i32]
-            ; ja =>miss
-        );
+        asm!(self.a; cmp r10, [r12 + hot + 8 * k as i32]);
+        self.jump(Some(Cc::B), miss);
+        asm!(self.a; cmp r10, [r12 + hot + 32 + 8 * k as i32]);
+        self.jump(Some(Cc::A), miss);
     }
 
     /// Emits ops `pc..` as one x86 instruction where a pattern allows
@@ -498,11 +665,20 @@ impl Emitter<'_> {
     /// - `d = a; d += b; d = *(size *)(d + off)`, the access proved safe:
     ///   a load from `[a + b + off]`;
     /// - `d = a; d += c; d += b`: `lea d, [a + b + c]`;
-    /// - `d = a; d += c`: `lea d, [a + c]`.
+    /// - `d = a; d += c`: `lea d, [a + c]`;
+    /// - `i <<= k; d = a; d += c; d += i` (k = 1..3, an array index):
+    ///   `lea d, [a + i * 2^k + c]` from i before its shift, then the shift
+    ///   (off the address's path);
+    /// - `d = a; d *= 3, 5 or 9` (or `d *= ..` alone): `lea d, [a + a * 2^k]`;
+    /// - `t = y; t >>= 64 - k; y <<= k; y |= t` (or the shifts the other
+    ///   way round): a rotate, `rol y, k`, t still computed.
     fn fuse(&mut self, pc: usize, entered: &[bool]) -> usize {
         use Kind::*;
         let ops = self.ops;
         let at = |i: usize| ops.get(pc + i).filter(|_| !entered[pc + i]);
+        if let Some(n) = self.fuse_scaled(pc, &at) {
+            return n;
+        }
         let (Some(mov), Some(add)) = (ops.get(pc), at(1)) else {
             return 0;
         };
@@ -519,17 +695,18 @@ impl Emitter<'_> {
             if let Some(load) = at(2) {
                 let proved = self.proofs.in_frame[pc + 2] || self.proofs.in_input[pc + 2];
                 if load.src == mov.dst && load.dst == mov.dst && proved {
-                    let off = load.aux;
-                    match load.kind {
-                        LdxB => asm!(self.a; movzx Rd(d), BYTE [Rq(a) + Rq(b) + off]),
-                        LdxH => asm!(self.a; movzx Rd(d), WORD [Rq(a) + Rq(b) + off]),
-                        LdxW => asm!(self.a; mov Rd(d), DWORD [Rq(a) + Rq(b) + off]),
-                        LdxDW => asm!(self.a; mov Rq(d), QWORD [Rq(a) + Rq(b) + off]),
-                        LdxSB => asm!(self.a; movsx Rq(d), BYTE [Rq(a) + Rq(b) + off]),
-                        LdxSH => asm!(self.a; movsx Rq(d), WORD [Rq(a) + Rq(b) + off]),
-                        LdxSW => asm!(self.a; movsxd Rq(d), DWORD [Rq(a) + Rq(b) + off]),
+                    let m = Mem::indexed(a, b, 0, load.aux);
+                    let code = match load.kind {
+                        LdxB => encode::load(d, Width::B, m),
+                        LdxH => encode::load(d, Width::H, m),
+                        LdxW => encode::load(d, Width::W, m),
+                        LdxDW => encode::load(d, Width::Dw, m),
+                        LdxSB => encode::load_signed(d, Width::B, m),
+                        LdxSH => encode::load_signed(d, Width::H, m),
+                        LdxSW => encode::load_signed(d, Width::W, m),
                         _ => return 0,
-                    }
+                    };
+                    self.put(code);
                     return 2;
                 }
             }
@@ -552,12 +729,91 @@ impl Emitter<'_> {
         0
     }
 
+    /// The scaled-index, multiply and rotate patterns of [`Self::fuse`].
+    fn fuse_scaled<'o>(
+        &mut self,
+        pc: usize,
+        at: &impl Fn(usize) -> Option<&'o Op>,
+    ) -> Option<usize> {
+        use Kind::*;
+        let first = self.ops[pc];
+        let reg = |r: u8| MAP[r as usize % 11];
+        // Scales and multipliers are not immediates an attacker picks
+        // freely, but blinding keeps every constant out: no folding.
+        if self.blind.is_some() {
+            return None;
+        }
+        match first.kind {
+            Lsh64I if (1..=3).contains(&first.imm) => {
+                let (mov, add, add2) = (at(1)?, at(2)?, at(3)?);
+                let (i, dst) = (first.dst, mov.dst);
+                let fits = mov.kind == Mov64R
+                    && dst != i
+                    && mov.src != i
+                    && add.kind == Add64I
+                    && add.dst == dst
+                    && add2.kind == Add64R
+                    && add2.dst == dst
+                    && add2.src == i;
+                if !fits {
+                    return None;
+                }
+                let m = Mem::indexed(reg(mov.src), reg(i), first.imm as u8, add.imm as i32);
+                self.put(encode::lea(reg(dst), m));
+                asm!(self.a; shl Rq(reg(i)), first.imm as i8);
+                Some(3)
+            }
+            Mov64R => {
+                let next = at(1)?;
+                if next.dst != first.dst {
+                    return None;
+                }
+                match next.kind {
+                    Mul64I => {
+                        let scale = lea_scale(next.imm)?;
+                        let a = reg(first.src);
+                        self.put(encode::lea(reg(first.dst), Mem::indexed(a, a, scale, 0)));
+                        Some(1)
+                    }
+                    Rsh64I | Lsh64I => {
+                        let (other, or) = (at(2)?, at(3)?);
+                        let (t, y) = (first.dst, first.src);
+                        let opposite = if next.kind == Rsh64I { Lsh64I } else { Rsh64I };
+                        let fits = t != y
+                            && other.kind == opposite
+                            && other.dst == y
+                            && (1..64).contains(&next.imm)
+                            && next.imm + other.imm == 64
+                            && or.kind == Or64R
+                            && or.dst == y
+                            && or.src == t;
+                        if !fits {
+                            return None;
+                        }
+                        let left = if next.kind == Lsh64I {
+                            next.imm
+                        } else {
+                            other.imm
+                        };
+                        self.emit_op(pc, first, reg(y));
+                        self.emit_op(pc + 1, *next, 0);
+                        asm!(self.a; rol Rq(reg(y)), left as i8);
+                        Some(3)
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
     /// `lea d, [a + b + c]`; returns 1 (the ops covered after the first).
     fn fuse_lea(&mut self, d: u8, a: u8, b: Option<u8>, c: i32) -> usize {
-        match b {
-            Some(b) => asm!(self.a; lea Rq(d), [Rq(a) + Rq(b) + c]),
-            None => asm!(self.a; lea Rq(d), [Rq(a) + c]),
-        }
+        let m = match b {
+            Some(b) => Mem::indexed(a, b, 0, c),
+            None => Mem::at(a, c),
+        };
+        self.put(encode::lea(d, m));
         1
     }
 
@@ -604,12 +860,13 @@ impl Emitter<'_> {
                     self.address(d, op.aux, size, true, pc)
                 };
                 asm!(self.a; mov r11, masked; xor r11, k);
-                match size {
-                    1 => asm!(self.a; mov BYTE [Rq(b) + o], r11b),
-                    2 => asm!(self.a; mov WORD [Rq(b) + o], r11w),
-                    4 => asm!(self.a; mov DWORD [Rq(b) + o], r11d),
-                    _ => asm!(self.a; mov QWORD [Rq(b) + o], r11),
-                }
+                let width = match size {
+                    1 => Width::B,
+                    2 => Width::H,
+                    4 => Width::W,
+                    _ => Width::Dw,
+                };
+                self.put(encode::store(R11, width, Mem::at(b, o)));
                 true
             }
             LdAbsB | LdAbsH | LdAbsW | LdIndB | LdIndH | LdIndW => {
@@ -640,6 +897,11 @@ impl Emitter<'_> {
             Add64I => asm!(self.a; add Rq(d), i),
             Sub64I if fits8(i) => asm!(self.a; sub Rq(d), BYTE i as i8),
             Sub64I => asm!(self.a; sub Rq(d), i),
+            // Blinded code never gets here with an immediate.
+            Mul64I if lea_scale(op.imm).is_some() => {
+                let scale = lea_scale(op.imm).unwrap_or(0);
+                self.put(encode::lea(d, Mem::indexed(d, d, scale, 0)));
+            }
             Mul64I if fits8(i) => asm!(self.a; imul Rq(d), Rq(d), BYTE i as i8),
             Mul64I => asm!(self.a; imul Rq(d), Rq(d), i),
             Div64I => self.divmod(pc, d, None, i, true, false, false),
@@ -654,7 +916,7 @@ impl Emitter<'_> {
             Xor64I => asm!(self.a; xor Rq(d), i),
             // A non-negative immediate through the 32-bit form, which
             // zero-extends: the same value, a shorter encoding.
-            Mov64I if i >= 0 => asm!(self.a; mov Rd(d), i),
+            Mov64I if i >= 0 => self.put(encode::mov_imm32(d, i as u32)),
             Mov64I => asm!(self.a; mov Rq(d), i),
             Lsh64I => self.shift_imm(Shift::Shl, d, i, true),
             Rsh64I => self.shift_imm(Shift::Shr, d, i, true),
@@ -696,7 +958,7 @@ impl Emitter<'_> {
             And32I => asm!(self.a; and Rd(d), i),
             Xor32I if fits8(i) => asm!(self.a; xor Rd(d), BYTE i as i8),
             Xor32I => asm!(self.a; xor Rd(d), i),
-            Mov32I => asm!(self.a; mov Rd(d), i),
+            Mov32I => self.put(encode::mov_imm32(d, i as u32)),
             Lsh32I => self.shift_imm(Shift::Shl, d, i, false),
             Rsh32I => self.shift_imm(Shift::Shr, d, i, false),
             Arsh32I => self.shift_imm(Shift::Sar, d, i, false),
@@ -729,80 +991,80 @@ impl Emitter<'_> {
             LdAbsB | LdAbsH | LdAbsW | LdIndB | LdIndH | LdIndW => self.packet_load(pc, &op),
             LdxB => {
                 let (b, o) = self.address(s, off, 1, false, pc);
-                asm!(self.a; movzx Rd(d), BYTE [Rq(b) + o]);
+                self.put(encode::load(d, Width::B, Mem::at(b, o)));
             }
             LdxH => {
                 let (b, o) = self.address(s, off, 2, false, pc);
-                asm!(self.a; movzx Rd(d), WORD [Rq(b) + o]);
+                self.put(encode::load(d, Width::H, Mem::at(b, o)));
             }
             LdxW => {
                 let (b, o) = self.address(s, off, 4, false, pc);
-                asm!(self.a; mov Rd(d), DWORD [Rq(b) + o]);
+                self.put(encode::load(d, Width::W, Mem::at(b, o)));
             }
             LdxDW => {
                 let (b, o) = self.address(s, off, 8, false, pc);
-                asm!(self.a; mov Rq(d), QWORD [Rq(b) + o]);
+                self.put(encode::load(d, Width::Dw, Mem::at(b, o)));
             }
             LdxSB => {
                 let (b, o) = self.address(s, off, 1, false, pc);
-                asm!(self.a; movsx Rq(d), BYTE [Rq(b) + o]);
+                self.put(encode::load_signed(d, Width::B, Mem::at(b, o)));
             }
             LdxSH => {
                 let (b, o) = self.address(s, off, 2, false, pc);
-                asm!(self.a; movsx Rq(d), WORD [Rq(b) + o]);
+                self.put(encode::load_signed(d, Width::H, Mem::at(b, o)));
             }
             LdxSW => {
                 let (b, o) = self.address(s, off, 4, false, pc);
-                asm!(self.a; movsxd Rq(d), DWORD [Rq(b) + o]);
+                self.put(encode::load_signed(d, Width::W, Mem::at(b, o)));
             }
             StB => {
                 let (b, o) = self.address(d, off, 1, true, pc);
-                asm!(self.a; mov BYTE [Rq(b) + o], i as i8);
+                self.put(encode::store_imm(i, Width::B, Mem::at(b, o)));
             }
             StH => {
                 let (b, o) = self.address(d, off, 2, true, pc);
-                asm!(self.a; mov WORD [Rq(b) + o], i as i16);
+                self.put(encode::store_imm(i, Width::H, Mem::at(b, o)));
             }
             StW => {
                 let (b, o) = self.address(d, off, 4, true, pc);
-                asm!(self.a; mov DWORD [Rq(b) + o], i);
+                self.put(encode::store_imm(i, Width::W, Mem::at(b, o)));
             }
             StDW => {
                 let (b, o) = self.address(d, off, 8, true, pc);
-                asm!(self.a; mov QWORD [Rq(b) + o], i);
+                self.put(encode::store_imm(i, Width::Dw, Mem::at(b, o)));
             }
             StxB => {
                 let (b, o) = self.address(d, off, 1, true, pc);
-                asm!(self.a; mov BYTE [Rq(b) + o], Rb(s));
+                self.put(encode::store(s, Width::B, Mem::at(b, o)));
             }
             StxH => {
                 let (b, o) = self.address(d, off, 2, true, pc);
-                asm!(self.a; mov WORD [Rq(b) + o], Rw(s));
+                self.put(encode::store(s, Width::H, Mem::at(b, o)));
             }
             StxW => {
                 let (b, o) = self.address(d, off, 4, true, pc);
-                asm!(self.a; mov DWORD [Rq(b) + o], Rd(s));
+                self.put(encode::store(s, Width::W, Mem::at(b, o)));
             }
             StxDW => {
                 let (b, o) = self.address(d, off, 8, true, pc);
-                asm!(self.a; mov QWORD [Rq(b) + o], Rq(s));
+                self.put(encode::store(s, Width::Dw, Mem::at(b, o)));
             }
             // Proved in-frame at decode time: rbp is the frame's top.
-            FpLdxB => asm!(self.a; movzx Rd(d), BYTE [rbp + off]),
-            FpLdxH => asm!(self.a; movzx Rd(d), WORD [rbp + off]),
-            FpLdxW => asm!(self.a; mov Rd(d), DWORD [rbp + off]),
-            FpLdxDW => asm!(self.a; mov Rq(d), QWORD [rbp + off]),
-            FpLdxSB => asm!(self.a; movsx Rq(d), BYTE [rbp + off]),
-            FpLdxSH => asm!(self.a; movsx Rq(d), WORD [rbp + off]),
-            FpLdxSW => asm!(self.a; movsxd Rq(d), DWORD [rbp + off]),
-            FpStB => asm!(self.a; mov BYTE [rbp + off], i as i8),
-            FpStH => asm!(self.a; mov WORD [rbp + off], i as i16),
-            FpStW => asm!(self.a; mov DWORD [rbp + off], i),
-            FpStDW => asm!(self.a; mov QWORD [rbp + off], i),
-            FpStxB => asm!(self.a; mov BYTE [rbp + off], Rb(s)),
-            FpStxH => asm!(self.a; mov WORD [rbp + off], Rw(s)),
-            FpStxW => asm!(self.a; mov DWORD [rbp + off], Rd(s)),
-            FpStxDW => asm!(self.a; mov QWORD [rbp + off], Rq(s)),
+            FpLdxB => self.put(encode::load(d, Width::B, Mem::at(RBP, off))),
+            FpLdxH => self.put(encode::load(d, Width::H, Mem::at(RBP, off))),
+            FpLdxW => self.put(encode::load(d, Width::W, Mem::at(RBP, off))),
+            FpLdxDW => self.put(encode::load(d, Width::Dw, Mem::at(RBP, off))),
+            FpLdxSB => self.put(encode::load_signed(d, Width::B, Mem::at(RBP, off))),
+            FpLdxSH => self.put(encode::load_signed(d, Width::H, Mem::at(RBP, off))),
+            FpLdxSW => self.put(encode::load_signed(d, Width::W, Mem::at(RBP, off))),
+            FpStB => self.put(encode::store_imm(i, Width::B, Mem::at(RBP, off))),
+            FpStH => self.put(encode::store_imm(i, Width::H, Mem::at(RBP, off))),
+            FpStW => self.put(encode::store_imm(i, Width::W, Mem::at(RBP, off))),
+            FpStDW => self.put(encode::store_imm(i, Width::Dw, Mem::at(RBP, off))),
+            FpStxB => self.put(encode::store(s, Width::B, Mem::at(RBP, off))),
+            FpStxH => self.put(encode::store(s, Width::H, Mem::at(RBP, off))),
+            FpStxW => self.put(encode::store(s, Width::W, Mem::at(RBP, off))),
+            FpStxDW => self.put(encode::store(s, Width::Dw, Mem::at(RBP, off))),
             AtomicAdd64 => {
                 // Inline when aligned and in bounds, like the interpreter;
                 // otherwise the shared path reports the fault.
@@ -841,9 +1103,9 @@ impl Emitter<'_> {
                     ; mov r10d, pc as i32
                     ; call ->helper_stub
                     ; test r10, r10
-                    ; jnz =>label
-                    ; =>resume
                 );
+                self.jump(Some(Cc::Ne), label);
+                asm!(self.a; =>resume);
                 self.cold.push(Cold::HelperResult { label, resume });
             }
             CallLocal => {
@@ -862,15 +1124,13 @@ impl Emitter<'_> {
                     depth,
                     resume: back,
                 });
-                asm!(self.a
-                    ; cmp rbp, [r12 + MIN_FP]
-                    ; jbe =>deeper
-                    ; =>back
-                    ; add r9, op.hi()
-                    ; jge =>budget
-                    // 8 bytes to keep rsp = 8 (mod 16) in the callee.
-                    ; sub rsp, 8
-                );
+                asm!(self.a; cmp rbp, [r12 + MIN_FP]);
+                self.jump(Some(Cc::Be), deeper);
+                asm!(self.a; =>back);
+                self.add_count(op.hi());
+                self.jump(Some(Cc::Ge), budget);
+                // 8 bytes to keep rsp = 8 (mod 16) in the callee.
+                asm!(self.a; sub rsp, 8);
                 // r6-r9 of the caller, unless the callee leaves them be
                 // (which keeps the alignment: four pushes).
                 let save = !self.proofs.keeps_r6_r9[pc];
@@ -961,9 +1221,9 @@ impl Emitter<'_> {
         let resume = self.label();
         let budget = self.budget_stub(pc);
         self.add_count(delta);
-        asm!(self.a; jge =>label);
+        self.jump(Some(Cc::Ge), label);
         self.compare(op, s);
-        self.jcc(cc, self.labels[target]);
+        self.jump(Some(cc), self.labels[target]);
         self.lea_count(-delta);
         asm!(self.a; =>resume);
         self.cold.push(Cold::BackEdge {
@@ -992,7 +1252,8 @@ impl Emitter<'_> {
             debug_assert!(cc.is_none());
             let b = self.budget_stub(pc);
             self.add_count(delta);
-            asm!(self.a; jge =>b; jmp =>tl);
+            self.jump(Some(Cc::Ge), b);
+            self.jump(None, tl);
             return;
         }
         match cc {
@@ -1000,14 +1261,14 @@ impl Emitter<'_> {
                 if delta != 0 {
                     self.add_count(delta);
                 }
-                asm!(self.a; jmp =>tl);
+                self.jump(None, tl);
             }
-            Some(cc) if delta == 0 => self.jcc(cc, tl),
+            Some(cc) if delta == 0 => self.jump(Some(cc), tl),
             // A loop's exit, taken once per loop: the count moves out of
             // line, so the loop's path stays free of it.
             Some(cc) if self.loop_exit[pc] => {
                 let label = self.label();
-                self.jcc(cc, label);
+                self.jump(Some(cc), label);
                 self.cold.push(Cold::Edge {
                     label,
                     delta,
@@ -1018,7 +1279,7 @@ impl Emitter<'_> {
             // fall-through one, so the taken branch goes straight there.
             Some(cc) => {
                 self.lea_count(delta);
-                self.jcc(cc, tl);
+                self.jump(Some(cc), tl);
                 self.lea_count(-delta);
             }
         }
@@ -1063,17 +1324,21 @@ impl Emitter<'_> {
                 if w64 {
                     asm!(self.a; mov r11, Rq(s));
                     if test {
-                        asm!(self.a; test r11, r11; jz =>zero);
+                        asm!(self.a; test r11, r11);
+                        self.jump(Some(Cc::E), zero);
                         if signed {
-                            asm!(self.a; cmp r11, -1; je =>minus_one);
+                            asm!(self.a; cmp r11, -1);
+                            self.jump(Some(Cc::E), minus_one);
                         }
                     }
                 } else {
                     asm!(self.a; mov r11d, Rd(s));
                     if test {
-                        asm!(self.a; test r11d, r11d; jz =>zero);
+                        asm!(self.a; test r11d, r11d);
+                        self.jump(Some(Cc::E), zero);
                         if signed {
-                            asm!(self.a; cmp r11d, -1; je =>minus_one);
+                            asm!(self.a; cmp r11d, -1);
+                            self.jump(Some(Cc::E), minus_one);
                         }
                     }
                 }
@@ -1087,6 +1352,9 @@ impl Emitter<'_> {
             asm!(self.a; mov [r12 + SCRATCH], rdx);
         }
         match (w64, signed) {
+            // Both operands fit 32 bits: the 32-bit form, which zero-extends
+            // its results, is faster on every x86.
+            (true, false) if self.proofs.narrow_div[pc] => asm!(self.a; xor edx, edx; div r11d),
             (true, false) => asm!(self.a; xor edx, edx; div r11),
             (true, true) => asm!(self.a; cqo; idiv r11),
             (false, false) => asm!(self.a; xor edx, edx; div r11d),
@@ -1244,7 +1512,8 @@ impl Emitter<'_> {
                     write,
                 } => {
                     let h = self.oob[write as usize][k];
-                    asm!(self.a; =>label; mov r11d, pc as i32; jmp =>h);
+                    asm!(self.a; =>label; mov r11d, pc as i32);
+                    self.jump(None, h);
                 }
                 Cold::HelperResult { label, resume } => {
                     asm!(self.a
@@ -1252,8 +1521,8 @@ impl Emitter<'_> {
                         ; cmp r10, TR_LOOP as i32
                         ; jne ->stop
                         ; call ->loop_runner
-                        ; jmp =>resume
                     );
+                    self.jump(None, resume);
                 }
                 Cold::AtomicSlow { label, pc, resume } => {
                     asm!(self.a
@@ -1262,8 +1531,8 @@ impl Emitter<'_> {
                         ; call ->atomic_stub
                         ; test r10, r10
                         ; jnz ->stop
-                        ; jmp =>resume
                     );
+                    self.jump(None, resume);
                 }
                 Cold::Check {
                     label,
@@ -1281,13 +1550,10 @@ impl Emitter<'_> {
                     } else {
                         self.stack_test(k, full);
                     }
-                    asm!(self.a
-                        ; jmp =>resume
-                        ; =>full
-                        ; call =>check
-                        ; jne =>fail
-                        ; jmp =>resume
-                    );
+                    self.jump(None, resume);
+                    asm!(self.a; =>full; call =>check);
+                    self.jump(Some(Cc::Ne), fail);
+                    self.jump(None, resume);
                 }
                 Cold::BackEdge {
                     label,
@@ -1300,9 +1566,9 @@ impl Emitter<'_> {
                 } => {
                     asm!(self.a; =>label);
                     self.compare(&op, s);
-                    self.jcc(cc, budget);
+                    self.jump(Some(cc), budget);
                     self.lea_count(-delta);
-                    asm!(self.a; jmp =>resume);
+                    self.jump(None, resume);
                 }
                 Cold::Deeper {
                     label,
@@ -1312,11 +1578,13 @@ impl Emitter<'_> {
                     asm!(self.a
                         ; =>label
                         ; cmp rbp, [r12 + STACK_LIMIT]
-                        ; jbe =>depth
+                    );
+                    self.jump(Some(Cc::Be), depth);
+                    asm!(self.a
                         ; lea r11, [rbp - FRAME]
                         ; mov [r12 + MIN_FP], r11
-                        ; jmp =>resume
                     );
+                    self.jump(None, resume);
                 }
                 Cold::Edge {
                     label,
@@ -1325,7 +1593,7 @@ impl Emitter<'_> {
                 } => {
                     asm!(self.a; =>label);
                     self.lea_count(delta);
-                    asm!(self.a; jmp =>target);
+                    self.jump(None, target);
                 }
                 Cold::DivSpecial {
                     zero,
@@ -1337,11 +1605,11 @@ impl Emitter<'_> {
                 } => {
                     asm!(self.a; =>zero);
                     self.div_by_zero(d, w64, modulo);
-                    asm!(self.a; jmp =>resume);
+                    self.jump(None, resume);
                     if let Some(m) = minus_one {
                         asm!(self.a; =>m);
                         self.div_by_minus_one(d, w64, modulo);
-                        asm!(self.a; jmp =>resume);
+                        self.jump(None, resume);
                     }
                 }
                 Cold::PacketMiss { label, delta } => {
@@ -1731,4 +1999,89 @@ fn jump_info(k: Kind) -> Option<(Option<Cc>, bool, bool)> {
         Jsle32R => (cc(Cc::Le), false, true),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iced_x86::{Code, Decoder, DecoderOptions, OpKind};
+
+    /// The program's final code, and how many label jumps the first pass
+    /// alone made short.
+    fn compiled(src: &str) -> (Compiled, usize) {
+        let slots = bpfkit_isa::asm::assemble(src, bpfkit_isa::Dialect::Conformance).unwrap();
+        let prog = crate::Program::new(&slots).unwrap();
+        let proofs = || super::super::values::analyse(&prog.ops, &[]);
+        let tramps = Tramps {
+            helper: 0,
+            atomic: 0,
+        };
+        let plan = Plan::new(&prog.ops, &[]);
+        let first = emit(&prog.ops, &plan, &proofs(), &tramps, None, &[]);
+        let first_short = first.jumps.iter().filter(|j| j.1 == 2).count();
+        (
+            compile(&prog.ops, &[], proofs(), &tramps, None),
+            first_short,
+        )
+    }
+
+    /// A 16-way compare tree over each of 8 bytes, every case a few ops:
+    /// most jumps reach their targets with 8 bits only once the jumps
+    /// between them are short too.
+    fn switch_program() -> String {
+        let mut src = String::from("mov %r0, 0\n");
+        for byte in 0..8 {
+            src += &format!("ldxb %r2, [%r1+{byte}]\n");
+            for case in 0..15 {
+                src += &format!("jeq %r2, {case}, case{byte}_{case}\n");
+            }
+            src += &format!("add %r0, 99\nja join{byte}\n");
+            for case in 0..15 {
+                src += &format!(
+                    "case{byte}_{case}:\nmul %r0, {}\nxor %r0, %r2\nja join{byte}\n",
+                    case + 3
+                );
+            }
+            src += &format!("join{byte}:\n");
+        }
+        src + "exit\n"
+    }
+
+    /// Every jump from the body to the body uses the 2-byte form when its
+    /// target is within reach of it, many more than the first pass could
+    /// tell.
+    #[test]
+    fn jumps_within_reach_are_short() {
+        let (c, first_short) = compiled(&switch_program());
+        let body_end = *c.offsets.last().unwrap() as u64;
+        let mut d = Decoder::with_ip(64, &c.code, 0, DecoderOptions::NONE);
+        let (mut short, mut long) = (0, 0);
+        while d.can_decode() && d.ip() < body_end {
+            let i = d.decode();
+            assert_ne!(i.code(), Code::INVALID);
+            if i.op0_kind() != OpKind::NearBranch64 || i.code() == Code::Call_rel32_64 {
+                continue;
+            }
+            let target = i.near_branch_target();
+            if target >= body_end {
+                continue;
+            }
+            if i.len() == 2 {
+                short += 1;
+            } else {
+                long += 1;
+                let disp = target as i64 - (i.ip() as i64 + 2);
+                assert!(
+                    !(-128..=127).contains(&disp),
+                    "{:#x}: a {}-byte jump to {target:#x} would fit 8 bits",
+                    i.ip(),
+                    i.len()
+                );
+            }
+        }
+        assert!(
+            short > 2 * first_short,
+            "{short} short after relaxing, {first_short} before ({long} long)"
+        );
+    }
 }

@@ -22,6 +22,7 @@
 //! before it runs (never both), and unmapped when the `Jit` is dropped.
 
 mod emit;
+mod encode;
 mod exec;
 mod values;
 

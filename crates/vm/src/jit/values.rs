@@ -298,6 +298,10 @@ pub(super) struct Proofs {
     /// Divisions and modulos whose divisor is neither 0 nor, for the
     /// signed ones, -1 on every path.
     pub divisor_ok: Vec<bool>,
+    /// Unsigned 64-bit divisions and modulos whose dividend and divisor
+    /// both fit 32 bits on every path (a 32-bit `div` gives the same
+    /// result, faster).
+    pub narrow_div: Vec<bool>,
     /// Local calls whose callee writes none of r6-r9.
     pub keeps_r6_r9: Vec<bool>,
     /// What each exit does.
@@ -425,6 +429,17 @@ fn number(min: u64, max: u64, tz: u8) -> V {
     .map_or(Any, scalar)
 }
 
+/// The largest `a | b` for `a <= x`, `b <= y`: every bit up to the higher
+/// top bit.
+fn or_bound(x: u64, y: u64) -> u64 {
+    let m = x.max(y);
+    if m == 0 {
+        0
+    } else {
+        u64::MAX >> m.leading_zeros()
+    }
+}
+
 /// The state after `op` at `pc`, given the state before it.
 fn step(pc: usize, op: &Op, s: &mut State) {
     use Kind::*;
@@ -477,6 +492,19 @@ fn step(pc: usize, op: &Op, s: &mut State) {
             umax(get(s, d)).min(umax(get(s, src))),
             tz(get(s, d)).max(tz(get(s, src))),
         )),
+        // a | b is at least each and has no bit above the higher's top bit.
+        Or64I if imm >= 0 => Some(match num(get(s, d)) {
+            Some(x) => number(
+                x.min.max(imm as u64),
+                or_bound(x.max, imm as u64),
+                x.tz.min(imm.trailing_zeros() as u8),
+            ),
+            None => Any,
+        }),
+        Or64R => Some(match (num(get(s, d)), num(get(s, src))) {
+            (Some(x), Some(y)) => number(x.min.max(y.min), or_bound(x.max, y.max), x.tz.min(y.tz)),
+            _ => Any,
+        }),
         Mul64I if imm >= 0 => Some(match num(get(s, d)) {
             Some(x) => match x.max.checked_mul(imm as u64) {
                 Some(max) => number(
@@ -1177,6 +1205,7 @@ pub(super) fn analyse(ops: &[Op], callbacks: &[usize]) -> Proofs {
         input_read: 0,
         input_write: 0,
         divisor_ok: vec![false; n],
+        narrow_div: vec![false; n],
         keeps_r6_r9: calls_keeping_r6_r9(ops, &funcs),
         exits: exit_kinds(ops, callbacks, &funcs),
     };
@@ -1188,10 +1217,11 @@ pub(super) fn analyse(ops: &[Op], callbacks: &[usize]) -> Proofs {
     }
     // Nothing to find without an access through a computed pointer or a
     // division by a register.
-    if !ops
-        .iter()
-        .any(|op| access(op).is_some() || divide_by_reg(op.kind).is_some())
-    {
+    if !ops.iter().any(|op| {
+        access(op).is_some()
+            || divide_by_reg(op.kind).is_some()
+            || matches!(op.kind, Kind::Div64I | Kind::Mod64I)
+    }) {
         return p;
     }
     let th = RegThresholds::of(ops);
@@ -1278,6 +1308,16 @@ pub(super) fn analyse(ops: &[Op], callbacks: &[usize]) -> Proofs {
                     p.divisor_ok[pc] = divisor_ok(x.min, x.max, signed, w64);
                 }
             }
+            let narrow = |v: V| num(v).is_some_and(|x| x.max <= u32::MAX as u64);
+            p.narrow_div[pc] = match op.kind {
+                Kind::Div64R | Kind::Mod64R => {
+                    narrow(get(s, op.dst as usize)) && narrow(get(s, op.src as usize))
+                }
+                Kind::Div64I | Kind::Mod64I => {
+                    narrow(get(s, op.dst as usize)) && op.imm <= u32::MAX as u64
+                }
+                _ => false,
+            };
             let Some((base, size, write)) = access(op) else {
                 return;
             };
@@ -1385,6 +1425,20 @@ mod tests {
         assert_eq!(widen(sc(0, 255), sc(0, 256), &th), Any);
         assert_eq!(widen(sc(0, 2), sc(0, 1), &th), sc(0, 2));
         assert_eq!(widen(Input(0, 1), Input(0, 2), &th), Input(0, 16));
+    }
+
+    #[test]
+    fn or_bounds_reach_the_top_bit() {
+        assert_eq!(or_bound(0x7ffc, 3), 0x7fff);
+        assert_eq!(or_bound(0, 0), 0);
+        assert_eq!(or_bound(1, 0x100), 0x1ff);
+        assert_eq!(or_bound(1 << 63, 0), u64::MAX);
+        let mut s: State = [Any; 10];
+        s[2] = sc(8, 0x7ffc);
+        let slots = bpfkit_isa::asm::assemble("or %r2, 3\nexit", bpfkit_isa::Dialect::Conformance);
+        let prog = crate::Program::new(&slots.unwrap()).unwrap();
+        step(0, &prog.ops[0], &mut s);
+        assert_eq!(num(s[2]).map(|x| (x.min, x.max)), Some((8, 0x7fff)));
     }
 
     #[test]
