@@ -664,6 +664,7 @@ impl Emitter<'_> {
     /// straight-line ops that nothing jumps into are folded.
     /// - `d = a; d += b; d = *(size *)(d + off)`, the access proved safe:
     ///   a load from `[a + b + off]`;
+    /// - `d = a; d += b`: `lea d, [a + b]` (not with rbp and r13 both);
     /// - `d = a; d += c; d += b`: `lea d, [a + b + c]`;
     /// - `d = a; d += c`: `lea d, [a + c]`;
     /// - `i <<= k; d = a; d += c; d += i` (k = 1..3, an array index):
@@ -710,10 +711,15 @@ impl Emitter<'_> {
                     return 2;
                 }
             }
-            // `mov; add` stays: the move is free (renamed away), and a
-            // `lea` of two registers, encoded with a displacement, has the
-            // latency of two adds on some cores.
-            return 0;
+            // `lea d, [a + b]`: one instruction for two. rbp and r13 as the
+            // base need a displacement, which makes a three-operand (slower)
+            // `lea`, so they go in the index; two of them keep `mov; add`.
+            let (base, index) = if a & 7 == 5 { (b, a) } else { (a, b) };
+            if base & 7 == 5 {
+                return 0;
+            }
+            self.put(encode::lea(d, Mem::indexed(base, index, 0, 0)));
+            return 1;
         }
         if imm_add(add) {
             let c = add.imm as i32;
@@ -1250,10 +1256,11 @@ impl Emitter<'_> {
             // Backward and unconditional: a loop (conditional jumps back go
             // through `back_edge`).
             debug_assert!(cc.is_none());
+            // Taken while budget remains: one branch on the loop's path.
             let b = self.budget_stub(pc);
             self.add_count(delta);
-            self.jump(Some(Cc::Ge), b);
-            self.jump(None, tl);
+            self.jump(Some(Cc::L), tl);
+            self.jump(None, b);
             return;
         }
         match cc {
