@@ -67,7 +67,9 @@ impl RunMemory {
     fn prepare_stack(&mut self) {
         let words = self.stack.len();
         let dirty = (self.dirty_frames * FRAME_SIZE / 8).min(words);
-        self.stack[words - dirty..].fill(0);
+        if dirty > 0 {
+            self.stack[words - dirty..].fill(0);
+        }
         self.dirty_frames = 1;
         self.regions.truncate(0);
         let top = self.stack.as_mut_ptr().cast::<u8>();

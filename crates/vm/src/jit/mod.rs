@@ -95,6 +95,42 @@ struct Ctx {
     l_ctx: u64,
     l_iters: u64,
     l_ret: u64,
+    /// The [`Run`] in progress, for the trampolines.
+    run: *mut (),
+}
+
+impl Ctx {
+    fn new() -> Ctx {
+        Ctx {
+            regs: [0; 16],
+            count: 0,
+            budget: 0,
+            stack_top: 0,
+            stack_limit: 0,
+            stack_last: [0; 4],
+            min_fp: 0,
+            rd: std::ptr::null(),
+            rd_end: std::ptr::null(),
+            wr: std::ptr::null(),
+            wr_end: std::ptr::null(),
+            pkt_addr: 0,
+            pkt_len: 0,
+            scratch: 0,
+            hot_rd: TEntry::NONE,
+            hot_wr: TEntry::NONE,
+            saved_rsp: 0,
+            err_pc: 0,
+            err_addr: 0,
+            err_size: 0,
+            err_write: 0,
+            l_target: 0,
+            l_entry: 0,
+            l_ctx: 0,
+            l_iters: 0,
+            l_ret: 0,
+            run: std::ptr::null_mut(),
+        }
+    }
 }
 
 mod ctx_off {
@@ -199,6 +235,8 @@ pub struct Jit<'p> {
     blind: Option<u32>,
     mem: RunMemory,
     tables: Tables,
+    /// The run context, kept between runs: most of it does not change.
+    ctx: Box<Ctx>,
     budget: u64,
     /// The environment of [`Self::run`] (which takes none).
     own_env: Option<Box<RunEnv>>,
@@ -306,6 +344,7 @@ impl<'p> Jit<'p> {
             blind,
             mem: RunMemory::new(),
             tables: Tables::default(),
+            ctx: Box::new(Ctx::new()),
             budget: DEFAULT_BUDGET,
             own_env: None,
         })
@@ -413,39 +452,22 @@ impl<'p> Jit<'p> {
         let stack_base = self.mem.stack.as_mut_ptr().cast::<u8>().addr() as u64;
         let top = stack_base + STACK_SIZE as u64;
         let budget = self.budget.min(i64::MAX as u64) as i64;
-        // Built in place: the run context is a few hundred bytes, and a
-        // copy of it per run showed in short programs' run time.
+        // The context persists between runs (a fresh one showed in short
+        // programs' run time): only what a run may have changed is set.
+        let ctx = &mut *self.ctx;
+        ctx.regs[..11].copy_from_slice(&[
+            0, args[0], args[1], args[2], args[3], args[4], 0, 0, 0, 0, top,
+        ]);
+        ctx.count = -budget;
+        ctx.budget = budget;
+        ctx.stack_top = top;
+        ctx.stack_limit = stack_base + FRAME_SIZE as u64;
+        ctx.stack_last = [top - 1, top - 2, top - 4, top - 8];
+        ctx.min_fp = top;
+        ctx.pkt_addr = packet.0;
+        ctx.pkt_len = packet.1;
         let mut run = Run {
-            ctx: Ctx {
-                regs: [
-                    0, args[0], args[1], args[2], args[3], args[4], 0, 0, 0, 0, top, 0, 0, 0, 0, 0,
-                ],
-                count: -budget,
-                budget,
-                stack_top: top,
-                stack_limit: stack_base + FRAME_SIZE as u64,
-                stack_last: [top - 1, top - 2, top - 4, top - 8],
-                min_fp: top,
-                rd: std::ptr::null(),
-                rd_end: std::ptr::null(),
-                wr: std::ptr::null(),
-                wr_end: std::ptr::null(),
-                pkt_addr: packet.0,
-                pkt_len: packet.1,
-                scratch: 0,
-                hot_rd: TEntry::NONE,
-                hot_wr: TEntry::NONE,
-                saved_rsp: 0,
-                err_pc: 0,
-                err_addr: 0,
-                err_size: 0,
-                err_write: 0,
-                l_target: 0,
-                l_entry: 0,
-                l_ctx: 0,
-                l_iters: 0,
-                l_ret: 0,
-            },
+            ctx,
             prog: &self.prog,
             regions: &mut self.mem.regions,
             env,
@@ -455,18 +477,20 @@ impl<'p> Jit<'p> {
             stop: None,
             panic: None,
         };
+        run.ctx.run = (&mut run as *mut Run<'_>).cast();
         run.mirror();
         // SAFETY: the mapping holds code `emit::compile` produced, whose
         // entry at offset 0 has this signature.
         let entry: unsafe extern "sysv64" fn(*mut Ctx) -> u64 =
             unsafe { std::mem::transmute(code.mem.addr()) };
-        // SAFETY: `run` outlives the call, and its first field is the Ctx
-        // (repr(C)); the trampolines cast the pointer back to `Run`. Every
+        // SAFETY: `run` and its context outlive the call, and the context
+        // points back at `run` for the trampolines. Every
         // region in the table is live for the run (the contract of
         // `Regions::add_*`), and the code touches memory only through it,
         // the stack, or frame offsets proved in-frame at load time.
-        let status = unsafe { entry((&mut run as *mut Run<'_>).cast::<Ctx>()) };
-        let ctx = &run.ctx;
+        let ctx_ptr: *mut Ctx = &mut *run.ctx;
+        let status = unsafe { entry(ctx_ptr) };
+        let ctx = &*run.ctx;
         self.mem.dirty_frames = if self.writes {
             (top - ctx.min_fp) as usize / FRAME_SIZE + 1
         } else {
@@ -556,7 +580,7 @@ fn blinding_key() -> u32 {
 /// need.
 #[repr(C)]
 struct Run<'a> {
-    ctx: Ctx,
+    ctx: &'a mut Ctx,
     prog: &'a Bound<'a>,
     regions: &'a mut Regions,
     env: &'a mut RunEnv,
@@ -608,14 +632,16 @@ impl Run<'_> {
             t.from.clear();
             t.from.extend_from_slice(regions);
             t.skip0 = skip0;
+            self.ctx.rd = t.rd.as_ptr();
+            self.ctx.rd_end = t.rd.as_ptr_range().end;
+            self.ctx.wr = t.wr.as_ptr();
+            self.ctx.wr_end = t.wr.as_ptr_range().end;
+            // The regions changed: none is hot until the next check. (With
+            // the same regions, the hot entries, copies of table entries,
+            // still hold: the next run starts where this one left off.)
+            self.ctx.hot_rd = TEntry::NONE;
+            self.ctx.hot_wr = TEntry::NONE;
         }
-        self.ctx.rd = t.rd.as_ptr();
-        self.ctx.rd_end = t.rd.as_ptr_range().end;
-        self.ctx.wr = t.wr.as_ptr();
-        self.ctx.wr_end = t.wr.as_ptr_range().end;
-        // The regions may have changed: none is hot until the next check.
-        self.ctx.hot_rd = TEntry::NONE;
-        self.ctx.hot_wr = TEntry::NONE;
     }
 
     fn fail(&mut self, e: VmError) -> u64 {
@@ -731,9 +757,10 @@ impl Run<'_> {
 /// # Safety
 /// `ctx` is the pointer `execute` entered the code with.
 unsafe fn trampoline(ctx: *mut Ctx, f: impl FnOnce(&mut Run<'_>) -> u64) -> u64 {
-    // SAFETY: per the contract, `ctx` is the first field of a live `Run`
-    // that nothing else borrows while the native code waits for us.
-    let run = unsafe { &mut *ctx.cast::<Run<'_>>() };
+    // SAFETY: per the contract, `ctx` is the context of a live `Run`, which
+    // its `run` field points at and nothing else borrows while the native
+    // code waits for us.
+    let run = unsafe { &mut *(*ctx).run.cast::<Run<'_>>() };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut *run))) {
         Ok(status) => status,
         Err(p) => {
