@@ -850,6 +850,8 @@ thread_local! {
     /// JITs that proved input accesses, and those of them that also ran
     /// their checked code (the input was too short).
     static INPUT_PROOFS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+    /// Programs with loops the JIT runs uncounted when the budget allows.
+    static UNCOUNTED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     /// A hash of the values helper 8 saw in the run in progress.
     static WITNESS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
@@ -997,14 +999,17 @@ fn both(
     let interp = runs!(Interpreter::new(&prog, h), |_: &Interpreter| {});
     let jit = runs!(
         Jit::with_options(&prog, h, JitOptions { blinding }),
-        |j: &Jit| INPUT_PROOFS.with(|c| {
-            let (mut with, mut checked) = c.get();
-            if j.proved_in_input() > 0 {
-                with += 1;
-                checked += j.has_checked_code() as u64;
-            }
-            c.set((with, checked));
-        })
+        |j: &Jit| {
+            UNCOUNTED.with(|c| c.set(c.get() + (j.uncounted_loops() > 0) as u64));
+            INPUT_PROOFS.with(|c| {
+                let (mut with, mut checked) = c.get();
+                if j.proved_in_input() > 0 {
+                    with += 1;
+                    checked += j.has_checked_code() as u64;
+                }
+                c.set((with, checked));
+            })
+        }
     );
     [interp, jit]
 }
@@ -1088,9 +1093,11 @@ fn jit_agrees_with_the_interpreter_on_random_programs() {
         ran += 1;
     }
     let (proofs, checked) = INPUT_PROOFS.with(|c| c.get());
+    let uncounted = UNCOUNTED.with(|c| c.get());
     println!(
         "jit differential: {ran} programs in {:.1?}: {kinds:?}; {proofs} with input \
-         accesses proved, {checked} of them also run checked",
+         accesses proved, {checked} of them also run checked; {uncounted} with loops \
+         that may run uncounted",
         start.elapsed()
     );
     // The generator must keep reaching every kind of ending, or the
@@ -1107,6 +1114,10 @@ fn jit_agrees_with_the_interpreter_on_random_programs() {
     for k in ["CallDepth", "MisalignedAtomic", "UnknownHelper"] {
         assert!(kinds.contains_key(k), "no {k} ending: {kinds:?}");
     }
+    assert!(
+        uncounted * 10 >= ran,
+        "too few programs with loops that may run uncounted: {uncounted} of {ran}"
+    );
     // Both kinds of code the input proofs lead to must run often.
     assert!(
         proofs * 100 >= ran,

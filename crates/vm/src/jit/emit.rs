@@ -76,6 +76,7 @@ const L_ENTRY: i32 = ctx_off::L_ENTRY;
 const L_CTX: i32 = ctx_off::L_CTX;
 const L_ITERS: i32 = ctx_off::L_ITERS;
 const L_RET: i32 = ctx_off::L_RET;
+const LOOP_BASE: i32 = ctx_off::LOOP_BASE;
 
 const TENTRY: i32 = std::mem::size_of::<TEntry>() as i32;
 const _: () = assert!(std::mem::size_of::<TEntry>() == 64);
@@ -88,6 +89,8 @@ pub(super) struct Compiled {
     /// inside the input (no run-time check).
     pub proved: usize,
     pub proved_input: usize,
+    /// Loops with an uncounted copy.
+    pub uncounted: usize,
     /// Offset of the code of op `i` (slot index); the entry point is 0.
     pub offsets: Vec<u32>,
 }
@@ -177,6 +180,15 @@ enum Cold {
         w64: bool,
         modulo: bool,
     },
+    /// A jump out of counted loop `lp`'s uncounted copy: the count it
+    /// skipped, then the jump's own move of it.
+    FastExit {
+        label: DynamicLabel,
+        lp: usize,
+        pc: usize,
+        delta: i32,
+        target: DynamicLabel,
+    },
     /// LD_ABS/LD_IND outside the packet: the program ends with r0 = 0.
     PacketMiss {
         label: DynamicLabel,
@@ -208,6 +220,16 @@ struct Emitter<'a> {
     short: &'a [bool],
     /// This pass's label jumps: start, length, target.
     jumps: Vec<(u32, u8, DynamicLabel)>,
+    /// Per counted loop ([`Proofs::counted`]): the entry of its uncounted
+    /// copy, and where its counted code resumes after the head's budget
+    /// test (its back edge's target).
+    fast_entry: Vec<DynamicLabel>,
+    body: Vec<DynamicLabel>,
+    /// Where the uncounted copy goes round again (past the entry's saving
+    /// of the counter).
+    fast_body: Vec<DynamicLabel>,
+    /// The counted loop whose uncounted copy is being emitted.
+    fast: Option<usize>,
 }
 
 /// The scale of `lea d, [a + a * 2^scale]` that multiplies by `m` (3, 5
@@ -411,7 +433,17 @@ fn emit(
         proofs,
         short,
         jumps: Vec::new(),
+        fast_entry: Vec::new(),
+        body: Vec::new(),
+        fast_body: Vec::new(),
+        fast: None,
     };
+    for _ in &proofs.counted {
+        let (f, b, fb) = (e.label(), e.label(), e.label());
+        e.fast_entry.push(f);
+        e.body.push(b);
+        e.fast_body.push(fb);
+    }
     let entered = &plan.entered;
     e.prologue();
     let mut offsets = vec![0u32; ops.len()];
@@ -425,6 +457,9 @@ fn emit(
         }
         asm!(e.a; =>l);
         *off = e.a.offset().0 as u32;
+        if let Some(lp) = proofs.counted.iter().position(|c| c.head == pc) {
+            e.loop_head(lp);
+        }
         if folded > 0 {
             folded -= 1;
             continue;
@@ -434,10 +469,14 @@ fn emit(
             e.op(pc);
         }
     }
+    for lp in 0..proofs.counted.len() {
+        e.uncounted_loop(lp, entered);
+    }
     e.cold();
     e.shared(tramps);
     let proved = proofs.in_frame.iter().filter(|&&p| p).count();
     let proved_input = proofs.in_input.iter().filter(|&&p| p).count();
+    let uncounted = proofs.counted.len();
     let jumps = e
         .jumps
         .iter()
@@ -459,6 +498,7 @@ fn emit(
             offsets,
             proved,
             proved_input,
+            uncounted,
         },
         jumps,
         failed,
@@ -1182,6 +1222,10 @@ impl Emitter<'_> {
             k => {
                 let cc = jump_info(k).expect("every other kind is a jump").0;
                 let cc = cc.unwrap_or(Cc::Ne);
+                if let Some(lp) = self.fast {
+                    self.uncounted_jump(lp, pc, &op, s, cc);
+                    return;
+                }
                 if op.hi() > 0 {
                     self.back_edge(pc, &op, s, cc);
                 } else {
@@ -1190,6 +1234,93 @@ impl Emitter<'_> {
                 }
             }
         }
+    }
+
+    /// The head of counted loop `lp`: with budget left for every pass the
+    /// loop can make, its uncounted copy runs; else the code below.
+    fn loop_head(&mut self, lp: usize) {
+        let l = self.proofs.counted[lp];
+        debug_assert_eq!(self.excess[l.head], 0, "a loop head is a sync point");
+        let need = (l.trips * l.cost as u64) as i32;
+        asm!(self.a; cmp r9, -need);
+        self.jump(Some(Cc::L), self.fast_entry[lp]);
+        asm!(self.a; =>self.body[lp]);
+    }
+
+    /// Counted loop `lp` again, without its count: r9 stays as it was at
+    /// the head, the counter's value there is kept in the context, and
+    /// each way out adds what the passes made would have.
+    fn uncounted_loop(&mut self, lp: usize, entered: &[bool]) {
+        let l = self.proofs.counted[lp];
+        asm!(self.a
+            ; =>self.fast_entry[lp]
+            ; mov [r12 + LOOP_BASE], Rq(MAP[l.iv as usize])
+            ; =>self.fast_body[lp]
+        );
+        self.fast = Some(lp);
+        let mut folded = 0;
+        for pc in l.head..=l.latch {
+            debug_assert_eq!(self.excess[pc], 0, "no count moves inside the loop");
+            if folded > 0 {
+                folded -= 1;
+                continue;
+            }
+            folded = self.fuse(pc, entered);
+            if folded == 0 {
+                self.op(pc);
+            }
+        }
+        self.fast = None;
+    }
+
+    /// A conditional jump in an uncounted loop: the back edge to the copy's
+    /// head, falling through to the code after the loop; an exit through
+    /// out-of-line code that settles the count.
+    fn uncounted_jump(&mut self, lp: usize, pc: usize, op: &Op, s: u8, cc: Cc) {
+        let l = self.proofs.counted[lp];
+        self.compare(op, s);
+        if pc == l.latch {
+            self.jump(Some(cc), self.fast_body[lp]);
+            self.skipped_count(lp, pc);
+            // The code after the loop expects what falling into it brings.
+            let next = pc + 1;
+            self.lea_count(self.excess[next] - self.excess[pc]);
+            self.jump(None, self.labels[next]);
+            return;
+        }
+        let target = op.aux as usize;
+        let label = self.label();
+        self.jump(Some(cc), label);
+        self.cold.push(Cold::FastExit {
+            label,
+            lp,
+            pc,
+            delta: op.hi() + self.excess[target] - self.excess[pc],
+            target: self.labels[target],
+        });
+    }
+
+    /// r9 += the count of the passes an uncounted loop made before the one
+    /// leaving at `pc`: (counter - its value at entry) >> step, less the
+    /// pass in progress if it has stepped the counter already, times the
+    /// loop's cost.
+    fn skipped_count(&mut self, lp: usize, pc: usize) {
+        let l = self.proofs.counted[lp];
+        let iv = MAP[l.iv as usize];
+        asm!(self.a
+            ; mov r11, Rq(iv)
+            ; sub r11, [r12 + LOOP_BASE]
+        );
+        if l.step_log2 > 0 {
+            asm!(self.a; shr r11, l.step_log2 as i8);
+        }
+        if l.inc < pc {
+            asm!(self.a; sub r11, 1);
+        }
+        asm!(self.a
+            ; imul r11, r11, l.cost as i32
+            ; add r9, r11
+        );
     }
 
     /// The flags of a conditional jump's test (`s` holds its register
@@ -1229,7 +1360,13 @@ impl Emitter<'_> {
         self.add_count(delta);
         self.jump(Some(Cc::Ge), label);
         self.compare(op, s);
-        self.jump(Some(cc), self.labels[target]);
+        // A counted loop's head starts with its budget test, for entries
+        // only.
+        let head = match self.proofs.counted.iter().position(|c| c.latch == pc) {
+            Some(lp) => self.body[lp],
+            None => self.labels[target],
+        };
+        self.jump(Some(cc), head);
         self.lea_count(-delta);
         asm!(self.a; =>resume);
         self.cold.push(Cold::BackEdge {
@@ -1618,6 +1755,18 @@ impl Emitter<'_> {
                         self.div_by_minus_one(d, w64, modulo);
                         self.jump(None, resume);
                     }
+                }
+                Cold::FastExit {
+                    label,
+                    lp,
+                    pc,
+                    delta,
+                    target,
+                } => {
+                    asm!(self.a; =>label);
+                    self.skipped_count(lp, pc);
+                    self.lea_count(delta);
+                    self.jump(None, target);
                 }
                 Cold::PacketMiss { label, delta } => {
                     asm!(self.a

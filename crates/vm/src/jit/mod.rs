@@ -95,9 +95,19 @@ struct Ctx {
     l_ctx: u64,
     l_iters: u64,
     l_ret: u64,
+    /// The counter of the counted loop running uncounted, as it entered
+    /// (see [`values::CountedLoop`]).
+    loop_base: u64,
     /// The [`Run`] in progress, for the trampolines.
     run: *mut (),
 }
+
+// SAFETY: the pointers in a context point into the `Jit` that owns it (its
+// region tables) or at the run in progress, which holds the `Jit` mutably;
+// they are only followed during a run, never through a shared reference.
+unsafe impl Send for Ctx {}
+// SAFETY: as above: `&Ctx` gives nothing to follow them with.
+unsafe impl Sync for Ctx {}
 
 impl Ctx {
     fn new() -> Ctx {
@@ -128,6 +138,7 @@ impl Ctx {
             l_ctx: 0,
             l_iters: 0,
             l_ret: 0,
+            loop_base: 0,
             run: std::ptr::null_mut(),
         }
     }
@@ -161,6 +172,7 @@ mod ctx_off {
     pub const L_CTX: i32 = offset_of!(Ctx, l_ctx) as i32;
     pub const L_ITERS: i32 = offset_of!(Ctx, l_iters) as i32;
     pub const L_RET: i32 = offset_of!(Ctx, l_ret) as i32;
+    pub const LOOP_BASE: i32 = offset_of!(Ctx, loop_base) as i32;
 }
 
 /// One region as the bounds check reads it: for each access size (1, 2, 4,
@@ -248,6 +260,7 @@ struct Code {
     len: usize,
     proved: usize,
     proved_input: usize,
+    uncounted: usize,
     /// Offset of each op's code (by slot), for bpf_loop callbacks.
     offsets: Vec<u32>,
 }
@@ -269,6 +282,7 @@ impl Code {
             len: compiled.code.len(),
             proved: compiled.proved,
             proved_input: compiled.proved_input,
+            uncounted: compiled.uncounted,
             offsets: compiled.offsets,
         })
     }
@@ -376,6 +390,13 @@ impl<'p> Jit<'p> {
     /// [`Self::input_needed`] bytes long, and runs unchecked on such inputs.
     pub fn proved_in_input(&self) -> usize {
         self.code.proved_input
+    }
+
+    /// How many loops the JIT bounded (a counter stepping to a limit, one
+    /// path round): each has a copy without the instruction count, which
+    /// runs when the budget left covers every pass the loop can make.
+    pub fn uncounted_loops(&self) -> usize {
+        self.code.uncounted
     }
 
     /// Bytes of input from r1 the unchecked input accesses need (0: none);

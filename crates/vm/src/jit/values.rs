@@ -306,6 +306,142 @@ pub(super) struct Proofs {
     pub keeps_r6_r9: Vec<bool>,
     /// What each exit does.
     pub exits: Vec<ExitKind>,
+    /// Loops whose instruction count is bounded ([`CountedLoop`]).
+    pub counted: Vec<CountedLoop>,
+}
+
+/// A loop the code can run without counting: one path from `head` to the
+/// conditional jump back at `latch` (forward exits only, nothing else
+/// entering it, no call, exit or atomic), `iv` written once in it, by
+/// `iv += 2^step_log2` at `inc`, and bounded at the head so that it is
+/// reached at most `trips` times per entry. Each pass runs `cost` (the
+/// latch's count delta) instructions, so a loop entered with `trips *
+/// cost` budget left cannot run out of it; the count on the way out is
+/// worked out from `iv`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct CountedLoop {
+    pub head: usize,
+    pub latch: usize,
+    pub iv: u8,
+    pub step_log2: u8,
+    pub inc: usize,
+    pub cost: u32,
+    pub trips: u64,
+}
+
+/// The loops of `ops` shaped as [`CountedLoop`]s wants, `trips` not set.
+fn loop_candidates(ops: &[Op], callbacks: &[usize]) -> Vec<CountedLoop> {
+    use Kind::*;
+    let n = ops.len();
+    let mut entered = vec![false; n];
+    entered[0] = true;
+    for &c in callbacks {
+        if c < n {
+            entered[c] = true;
+        }
+    }
+    for op in ops {
+        if (op.kind == Ja || op.kind == CallLocal || super::emit::is_jump(op.kind))
+            && (op.aux as usize) < n
+        {
+            entered[op.aux as usize] = true;
+        }
+    }
+    let mut found = Vec::new();
+    for (latch, op) in ops.iter().enumerate() {
+        if !super::emit::is_jump(op.kind) || op.hi() <= 0 {
+            continue;
+        }
+        let head = op.aux as usize;
+        let body = head..=latch;
+        let simple = body.clone().all(|pc| {
+            let o = &ops[pc];
+            let k = o.kind;
+            let allowed = !matches!(
+                k,
+                Call | CallReg
+                    | CallLocal
+                    | Exit
+                    | Ja
+                    | LdAbsB
+                    | LdAbsH
+                    | LdAbsW
+                    | LdIndB
+                    | LdIndH
+                    | LdIndW
+                    | AtomicAdd64
+                    | Atomic32
+                    | Atomic64
+                    | AtomicLoadB
+                    | AtomicLoadH
+                    | AtomicLoadW
+                    | AtomicLoadDW
+                    | AtomicStoreB
+                    | AtomicStoreH
+                    | AtomicStoreW
+                    | AtomicStoreDW
+            );
+            let exit_only = pc == latch || !super::emit::is_jump(k) || o.aux as usize > latch;
+            allowed && exit_only && (pc == head || !entered[pc])
+        });
+        if !simple {
+            continue;
+        }
+        let mut writes = [0u32; 10];
+        let mut last = [usize::MAX; 10];
+        for pc in body.clone() {
+            if let Some(r) = written(&ops[pc]).filter(|&r| r < 10) {
+                writes[r as usize] += 1;
+                last[r as usize] = pc;
+            }
+        }
+        let iv = (0..10u8).find(|&r| {
+            if writes[r as usize] != 1 {
+                return false;
+            }
+            let inc = &ops[last[r as usize]];
+            inc.kind == Add64I && inc.imm.is_power_of_two() && inc.imm <= 1 << 30
+        });
+        if let Some(iv) = iv {
+            let inc = last[iv as usize];
+            found.push(CountedLoop {
+                head,
+                latch,
+                iv,
+                step_log2: ops[inc].imm.trailing_zeros() as u8,
+                inc,
+                cost: op.hi() as u32,
+                trips: 0,
+            });
+        }
+    }
+    found
+}
+
+/// The register `op` writes, if any.
+fn written(op: &Op) -> Option<u8> {
+    use Kind::*;
+    let none = matches!(
+        op.kind,
+        StB | StH
+            | StW
+            | StDW
+            | StxB
+            | StxH
+            | StxW
+            | StxDW
+            | FpStB
+            | FpStH
+            | FpStW
+            | FpStDW
+            | FpStxB
+            | FpStxH
+            | FpStxW
+            | FpStxDW
+            | Nop
+            | Unreachable
+    ) || super::emit::is_jump(op.kind);
+    (!none).then_some(op.dst)
 }
 
 impl Proofs {
@@ -1208,6 +1344,7 @@ pub(super) fn analyse(ops: &[Op], callbacks: &[usize]) -> Proofs {
         narrow_div: vec![false; n],
         keeps_r6_r9: calls_keeping_r6_r9(ops, &funcs),
         exits: exit_kinds(ops, callbacks, &funcs),
+        counted: Vec::new(),
     };
     for (pc, op) in ops.iter().enumerate() {
         if let Some((signed, w64)) = divide_by_imm(op.kind) {
@@ -1217,11 +1354,14 @@ pub(super) fn analyse(ops: &[Op], callbacks: &[usize]) -> Proofs {
     }
     // Nothing to find without an access through a computed pointer or a
     // division by a register.
-    if !ops.iter().any(|op| {
-        access(op).is_some()
-            || divide_by_reg(op.kind).is_some()
-            || matches!(op.kind, Kind::Div64I | Kind::Mod64I)
-    }) {
+    let loops = loop_candidates(ops, callbacks);
+    if loops.is_empty()
+        && !ops.iter().any(|op| {
+            access(op).is_some()
+                || divide_by_reg(op.kind).is_some()
+                || matches!(op.kind, Kind::Div64I | Kind::Mod64I)
+        })
+    {
         return p;
     }
     let th = RegThresholds::of(ops);
@@ -1345,6 +1485,24 @@ pub(super) fn analyse(ops: &[Op], callbacks: &[usize]) -> Proofs {
             }
         };
         blocks.run(ops, b, st, proofs_at, |_, _| {});
+    }
+    for l in loops {
+        let Some(&b) = blocks.index.get(l.head).filter(|&&b| b != u32::MAX) else {
+            continue;
+        };
+        let Some(x) = state[b as usize].and_then(|st| num(get(&st, l.iv as usize))) else {
+            continue;
+        };
+        let step = 1u64 << l.step_log2;
+        // The counter cannot wrap: every pass adds a step, and every head
+        // visit finds it in [min, max].
+        if x.max.checked_add(step).is_none() {
+            continue;
+        }
+        let trips = (x.max - x.min) / step + 1;
+        if trips.saturating_mul(l.cost as u64) <= i32::MAX as u64 {
+            p.counted.push(CountedLoop { trips, ..l });
+        }
     }
     p
 }
