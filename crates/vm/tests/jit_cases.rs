@@ -423,3 +423,30 @@ fn divisions_of_32_bit_values_use_the_32_bit_divide() {
         }
     }
 }
+
+/// A counted loop (counter stepped once per pass, bounded by its exit
+/// test) has an uncounted copy; whichever runs, the result, the count and
+/// where the budget runs out are the interpreter's, on every budget from
+/// none to plenty, leaving by the latch or by a break in the middle.
+#[test]
+fn uncounted_loops_count_like_the_interpreter() {
+    // r2 steps by 4 up to 400; the loop breaks early when a byte sum hits
+    // a value the input decides.
+    let src = "mov %r0, 0\nmov %r2, 0\nldxb %r4, [%r1]\n\
+               loop:\nadd %r0, %r2\nadd %r2, 4\njeq %r0, %r4, out\nxor %r0, 5\n\
+               jlt %r2, 400, loop\nout:\nexit";
+    let slots = assemble(src, Dialect::Conformance).unwrap();
+    let prog = Program::new(&slots).unwrap();
+    let helpers = Helpers::new();
+    let mut jit = Jit::new(&prog, &helpers).unwrap();
+    assert_eq!(jit.uncounted_loops(), 1);
+    let mut vm = Interpreter::new(&prog, &helpers).unwrap();
+    for byte in [0u8, 9, 200] {
+        for budget in (0..40).chain([400, 499, 500, 501, 502, 503, 600, 1 << 20]) {
+            jit.set_budget(budget);
+            vm.set_budget(budget);
+            let (a, b) = (jit.run(&mut [byte]), vm.run(&mut [byte]));
+            assert_eq!(a, b, "byte {byte}, budget {budget}");
+        }
+    }
+}
