@@ -561,6 +561,9 @@ impl Emitter<'_> {
 
     /// r9 += delta, flags kept.
     fn lea_count(&mut self, delta: i32) {
+        if delta == 0 {
+            return;
+        }
         if fits8(delta) {
             // dynasm encodes a run-time displacement in 32 bits; this is
             // `lea r9, [r9 + disp8]`, four bytes instead of seven.
