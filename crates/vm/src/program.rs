@@ -197,6 +197,32 @@ pub(crate) enum Kind {
     Unreachable,
 }
 
+impl Kind {
+    /// A store (register or immediate, through a register or r10); not the
+    /// atomics.
+    pub fn is_store(self) -> bool {
+        use Kind::*;
+        matches!(
+            self,
+            StB | StH
+                | StW
+                | StDW
+                | StxB
+                | StxH
+                | StxW
+                | StxDW
+                | FpStB
+                | FpStH
+                | FpStW
+                | FpStDW
+                | FpStxB
+                | FpStxH
+                | FpStxW
+                | FpStxDW
+        )
+    }
+}
+
 /// A pre-decoded operation, 16 bytes.
 ///
 /// `aux` is the memory offset of loads and stores, or the absolute index of a

@@ -328,23 +328,10 @@ impl Plan {
                 sync[op.aux as usize] = true;
             }
         }
-        let mut entered = vec![false; n];
-        for &t in entries.iter().chain(std::iter::once(&0)) {
-            if t < n {
-                entered[t] = true;
-            }
-        }
-        for op in ops {
-            if (op.kind == Kind::Ja || op.kind == Kind::CallLocal || jump_info(op.kind).is_some())
-                && (op.aux as usize) < n
-            {
-                entered[op.aux as usize] = true;
-            }
-        }
         Plan {
             excess: excess(ops, &sync),
             loop_exit: loop_exits(ops),
-            entered,
+            entered: entered(ops, entries),
         }
     }
 }
@@ -594,29 +581,28 @@ impl Emitter<'_> {
             .resolve_dynamic(l)
             .is_ok_and(|t| t.0 as i64 - (start as i64 + 2) >= -128);
         let short = near_behind || self.short.get(self.jumps.len()).copied().unwrap_or(false);
-        match (cc, short) {
-            (None, false) => asm!(self.a; jmp =>l),
-            (None, true) => asm!(self.a; jmp BYTE =>l),
-            (Some(Cc::E), false) => asm!(self.a; je =>l),
-            (Some(Cc::E), true) => asm!(self.a; je BYTE =>l),
-            (Some(Cc::Ne), false) => asm!(self.a; jne =>l),
-            (Some(Cc::Ne), true) => asm!(self.a; jne BYTE =>l),
-            (Some(Cc::A), false) => asm!(self.a; ja =>l),
-            (Some(Cc::A), true) => asm!(self.a; ja BYTE =>l),
-            (Some(Cc::Ae), false) => asm!(self.a; jae =>l),
-            (Some(Cc::Ae), true) => asm!(self.a; jae BYTE =>l),
-            (Some(Cc::B), false) => asm!(self.a; jb =>l),
-            (Some(Cc::B), true) => asm!(self.a; jb BYTE =>l),
-            (Some(Cc::Be), false) => asm!(self.a; jbe =>l),
-            (Some(Cc::Be), true) => asm!(self.a; jbe BYTE =>l),
-            (Some(Cc::G), false) => asm!(self.a; jg =>l),
-            (Some(Cc::G), true) => asm!(self.a; jg BYTE =>l),
-            (Some(Cc::Ge), false) => asm!(self.a; jge =>l),
-            (Some(Cc::Ge), true) => asm!(self.a; jge BYTE =>l),
-            (Some(Cc::L), false) => asm!(self.a; jl =>l),
-            (Some(Cc::L), true) => asm!(self.a; jl BYTE =>l),
-            (Some(Cc::Le), false) => asm!(self.a; jle =>l),
-            (Some(Cc::Le), true) => asm!(self.a; jle BYTE =>l),
+        // dynasm takes mnemonics as written: one arm per condition.
+        macro_rules! to {
+            ($m:ident) => {
+                if short {
+                    asm!(self.a; $m BYTE =>l)
+                } else {
+                    asm!(self.a; $m =>l)
+                }
+            };
+        }
+        match cc {
+            None => to!(jmp),
+            Some(Cc::E) => to!(je),
+            Some(Cc::Ne) => to!(jne),
+            Some(Cc::A) => to!(ja),
+            Some(Cc::Ae) => to!(jae),
+            Some(Cc::B) => to!(jb),
+            Some(Cc::Be) => to!(jbe),
+            Some(Cc::G) => to!(jg),
+            Some(Cc::Ge) => to!(jge),
+            Some(Cc::L) => to!(jl),
+            Some(Cc::Le) => to!(jle),
         }
         let len = (self.a.offset().0 - start) as u8;
         self.jumps.push((start as u32, len, l));
@@ -2047,6 +2033,25 @@ fn excess(ops: &[Op], sync: &[bool]) -> Vec<i32> {
         }
     }
     e
+}
+
+/// Ops control reaches other than from the op before: pc 0, `entries`
+/// (function entries and callbacks), jump and local-call targets.
+pub(super) fn entered(ops: &[Op], entries: &[usize]) -> Vec<bool> {
+    let n = ops.len();
+    let mut entered = vec![false; n];
+    for &t in entries.iter().chain(std::iter::once(&0)) {
+        if t < n {
+            entered[t] = true;
+        }
+    }
+    for op in ops {
+        let jumps = op.kind == Kind::Ja || op.kind == Kind::CallLocal || is_jump(op.kind);
+        if jumps && (op.aux as usize) < n {
+            entered[op.aux as usize] = true;
+        }
+    }
+    entered
 }
 
 /// Whether `k` is a conditional jump.

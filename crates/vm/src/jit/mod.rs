@@ -552,33 +552,19 @@ impl<'p> Jit<'p> {
 fn writes_memory(ops: &[crate::program::Op]) -> bool {
     use Kind::*;
     ops.iter().any(|op| {
-        matches!(
-            op.kind,
-            StB | StH
-                | StW
-                | StDW
-                | StxB
-                | StxH
-                | StxW
-                | StxDW
-                | FpStB
-                | FpStH
-                | FpStW
-                | FpStDW
-                | FpStxB
-                | FpStxH
-                | FpStxW
-                | FpStxDW
-                | AtomicAdd64
-                | Atomic32
-                | Atomic64
-                | AtomicStoreB
-                | AtomicStoreH
-                | AtomicStoreW
-                | AtomicStoreDW
-                | Call
-                | CallReg
-        )
+        op.kind.is_store()
+            || matches!(
+                op.kind,
+                AtomicAdd64
+                    | Atomic32
+                    | Atomic64
+                    | AtomicStoreB
+                    | AtomicStoreH
+                    | AtomicStoreW
+                    | AtomicStoreDW
+                    | Call
+                    | CallReg
+            )
     })
 }
 

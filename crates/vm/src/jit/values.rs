@@ -332,21 +332,7 @@ pub(super) struct CountedLoop {
 /// The loops of `ops` shaped as [`CountedLoop`]s wants, `trips` not set.
 fn loop_candidates(ops: &[Op], callbacks: &[usize]) -> Vec<CountedLoop> {
     use Kind::*;
-    let n = ops.len();
-    let mut entered = vec![false; n];
-    entered[0] = true;
-    for &c in callbacks {
-        if c < n {
-            entered[c] = true;
-        }
-    }
-    for op in ops {
-        if (op.kind == Ja || op.kind == CallLocal || super::emit::is_jump(op.kind))
-            && (op.aux as usize) < n
-        {
-            entered[op.aux as usize] = true;
-        }
-    }
+    let entered = super::emit::entered(ops, callbacks);
     let mut found = Vec::new();
     for (latch, op) in ops.iter().enumerate() {
         if !super::emit::is_jump(op.kind) || op.hi() <= 0 {
@@ -418,29 +404,11 @@ fn loop_candidates(ops: &[Op], callbacks: &[usize]) -> Vec<CountedLoop> {
     found
 }
 
-/// The register `op` writes, if any.
+/// The register `op` writes, if any (of the ops a counted loop may hold).
 fn written(op: &Op) -> Option<u8> {
-    use Kind::*;
-    let none = matches!(
-        op.kind,
-        StB | StH
-            | StW
-            | StDW
-            | StxB
-            | StxH
-            | StxW
-            | StxDW
-            | FpStB
-            | FpStH
-            | FpStW
-            | FpStDW
-            | FpStxB
-            | FpStxH
-            | FpStxW
-            | FpStxDW
-            | Nop
-            | Unreachable
-    ) || super::emit::is_jump(op.kind);
+    let none = op.kind.is_store()
+        || matches!(op.kind, Kind::Nop | Kind::Unreachable)
+        || super::emit::is_jump(op.kind);
     (!none).then_some(op.dst)
 }
 
@@ -690,9 +658,9 @@ fn step(pc: usize, op: &Op, s: &mut State) {
         LdxH | FpLdxH => Some(number(0, u16::MAX as u64, 0)),
         LdxW | FpLdxW => Some(u32v),
         // Stores, jumps and no-ops write no register.
-        StB | StH | StW | StDW | StxB | StxH | StxW | StxDW | FpStB | FpStH | FpStW | FpStDW
-        | FpStxB | FpStxH | FpStxW | FpStxDW | AtomicAdd64 | AtomicStoreB | AtomicStoreH
-        | AtomicStoreW | AtomicStoreDW | Ja | Exit | Nop | Unreachable => None,
+        k if k.is_store() => None,
+        AtomicAdd64 | AtomicStoreB | AtomicStoreH | AtomicStoreW | AtomicStoreDW | Ja | Exit
+        | Nop | Unreachable => None,
         Call | CallReg => {
             s[..6].fill(Any);
             forget_input(s);
@@ -1001,27 +969,19 @@ fn entry(main: bool) -> State {
     s
 }
 
-/// (signed, 64-bit) of a division or modulo by a register.
-fn divide_by_reg(k: Kind) -> Option<(bool, bool)> {
+/// (signed, 64-bit, by a register) of a division or modulo (by an
+/// immediate: a register when blinded).
+fn division(k: Kind) -> Option<(bool, bool, bool)> {
     use Kind::*;
     Some(match k {
-        Div64R | Mod64R => (false, true),
-        SDiv64R | SMod64R => (true, true),
-        Div32R | Mod32R => (false, false),
-        SDiv32R | SMod32R => (true, false),
-        _ => return None,
-    })
-}
-
-/// (signed, 64-bit) of a division or modulo by an immediate (a register
-/// when blinded).
-fn divide_by_imm(k: Kind) -> Option<(bool, bool)> {
-    use Kind::*;
-    Some(match k {
-        Div64I | Mod64I => (false, true),
-        SDiv64I | SMod64I => (true, true),
-        Div32I | Mod32I => (false, false),
-        SDiv32I | SMod32I => (true, false),
+        Div64R | Mod64R => (false, true, true),
+        SDiv64R | SMod64R => (true, true, true),
+        Div32R | Mod32R => (false, false, true),
+        SDiv32R | SMod32R => (true, false, true),
+        Div64I | Mod64I => (false, true, false),
+        SDiv64I | SMod64I => (true, true, false),
+        Div32I | Mod32I => (false, false, false),
+        SDiv32I | SMod32I => (true, false, false),
         _ => return None,
     })
 }
@@ -1053,9 +1013,6 @@ fn access(op: &Op) -> Option<(u8, i64, bool)> {
     })
 }
 
-/// Analyses `ops`, whose functions start at pc 0, at the targets of local
-/// calls, and at `callbacks` (subprograms whose address the program takes:
-/// bpf_loop callbacks and callx targets, entered with nothing known).
 /// Whether op `pc` ends a straight-line run of the control flow.
 fn ends_block(op: &Op) -> bool {
     matches!(
@@ -1215,10 +1172,9 @@ fn calls_keeping_r6_r9(ops: &[Op], funcs: &Functions) -> Vec<bool> {
 
     let callee_saved = |r: u8| (6..=9).contains(&r);
     let writes = |op: &Op| match op.kind {
-        StB | StH | StW | StDW | StxB | StxH | StxW | StxDW | FpStB | FpStH | FpStW | FpStDW
-        | FpStxB | FpStxH | FpStxW | FpStxDW | AtomicStoreB | AtomicStoreH | AtomicStoreW
-        | AtomicStoreDW | AtomicAdd64 | Ja | Exit | Call | CallReg | CallLocal | Nop
-        | Unreachable => false,
+        k if k.is_store() => false,
+        AtomicStoreB | AtomicStoreH | AtomicStoreW | AtomicStoreDW | AtomicAdd64 | Ja | Exit
+        | Call | CallReg | CallLocal | Nop | Unreachable => false,
         // Fetching atomics write their source register (or r0).
         Atomic32 | Atomic64 => callee_saved(op.src) || callee_saved(op.dst),
         k if super::emit::is_jump(k) => false,
@@ -1331,6 +1287,9 @@ impl Blocks {
     }
 }
 
+/// Analyses `ops`, whose functions start at pc 0, at the targets of local
+/// calls, and at `callbacks` (subprograms whose address the program takes:
+/// bpf_loop callbacks and callx targets, entered with nothing known).
 pub(super) fn analyse(ops: &[Op], callbacks: &[usize]) -> Proofs {
     let n = ops.len();
     let funcs = Functions::of(ops, callbacks);
@@ -1347,7 +1306,7 @@ pub(super) fn analyse(ops: &[Op], callbacks: &[usize]) -> Proofs {
         counted: Vec::new(),
     };
     for (pc, op) in ops.iter().enumerate() {
-        if let Some((signed, w64)) = divide_by_imm(op.kind) {
+        if let Some((signed, w64, false)) = division(op.kind) {
             let v = if w64 { op.imm } else { op.imm as u32 as u64 };
             p.divisor_ok[pc] = divisor_ok(v, v, signed, w64);
         }
@@ -1358,7 +1317,7 @@ pub(super) fn analyse(ops: &[Op], callbacks: &[usize]) -> Proofs {
     if loops.is_empty()
         && !ops.iter().any(|op| {
             access(op).is_some()
-                || divide_by_reg(op.kind).is_some()
+                || matches!(division(op.kind), Some((_, _, true)))
                 || matches!(op.kind, Kind::Div64I | Kind::Mod64I)
         })
     {
@@ -1443,7 +1402,7 @@ pub(super) fn analyse(ops: &[Op], callbacks: &[usize]) -> Proofs {
         let Some(st) = *st else { continue };
         let proofs_at = |pc: usize, s: &State| {
             let op = &ops[pc];
-            if let Some((signed, w64)) = divide_by_reg(op.kind) {
+            if let Some((signed, w64, true)) = division(op.kind) {
                 if let Some(x) = num(get(s, op.src as usize)) {
                     p.divisor_ok[pc] = divisor_ok(x.min, x.max, signed, w64);
                 }
