@@ -34,6 +34,9 @@ enum Item {
     Call(usize),
     /// `lddw dst, func` of function `usize` (a bpf_loop callback address).
     FuncAddr(Reg, usize),
+    /// An `exit` that stays where it is: an early return, after its own
+    /// fold.
+    EarlyExit,
 }
 
 struct Gen {
@@ -216,6 +219,31 @@ impl Gen {
     /// copy), a rotate (`t = y; t >>= 64 - k; y <<= k; y |= t`, the shifts
     /// either way round), and a 64-bit division whose operands are masked
     /// to fit 32 bits (or not quite).
+    /// An early return: a conditional jump over a few instructions, a
+    /// fold into `acc` and an `exit` (the shape of a loop whose latch comes
+    /// before its body and jumps over the code after the loop).
+    fn early_exit(&mut self, items: &mut Vec<Item>, acc: Reg) {
+        let at = items.len();
+        let jump = Instruction::Jump {
+            width: self.width(),
+            cond: self.rng.pick(JmpCond::ALL),
+            dst: self.src(),
+            src: self.operand(),
+            off: 0,
+        };
+        items.push(Item::Jump(jump, at));
+        for _ in 0..self.rng.below(3) {
+            items.push(alu(
+                self.rng.pick(&[AluOp::Add, AluOp::Xor, AluOp::Mul]),
+                self.dst(),
+                self.operand(),
+            ));
+        }
+        fold(items, acc);
+        items.push(Item::EarlyExit);
+        items[at] = Item::Jump(jump, items.len());
+    }
+
     fn fused_shape(&mut self, items: &mut Vec<Item>) {
         let imm = |v: i32| Source::Imm(v);
         match self.rng.below(4) {
@@ -669,8 +697,13 @@ fn random_program(seed: u64, mem_len: usize) -> Vec<RawInsn> {
         // Jumps land within this function's body (never in the prologue,
         // whose probe must see r10).
         let body = items.len();
+        let acc = if f == 0 { Reg::R0 } else { Reg::R5 };
         while items.len() < body + n {
-            g.insn(&mut items, body, body + n);
+            if g.rng.chance(1, 24) {
+                g.early_exit(&mut items, acc);
+            } else {
+                g.insn(&mut items, body, body + n);
+            }
         }
         // Targets past the end of the body land on its tail.
         let end = items.len();
@@ -727,7 +760,7 @@ fn fold_frame(items: &mut Vec<Item>, acc: Reg) {
 fn layout(items: &[Item], starts: &[usize]) -> Vec<RawInsn> {
     let size = |it: &Item| match it {
         Item::Insn(i) | Item::Jump(i, _) => i.slots(),
-        Item::Call(_) => 1,
+        Item::Call(_) | Item::EarlyExit => 1,
         Item::FuncAddr(..) => 2,
     };
     let mut pos = Vec::with_capacity(items.len());
@@ -768,6 +801,7 @@ fn layout(items: &[Item], starts: &[usize]) -> Vec<RawInsn> {
                 pseudo: Pseudo::Func,
                 imm: rel(starts[f]),
             },
+            Item::EarlyExit => Instruction::Exit,
         };
         out.extend_from_slice(insn.encode().as_slice());
     }
@@ -852,6 +886,8 @@ thread_local! {
     static INPUT_PROOFS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
     /// Programs with loops the JIT runs uncounted when the budget allows.
     static UNCOUNTED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Programs with an exit region moved out of line.
+    static EXITS_MOVED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     /// A hash of the values helper 8 saw in the run in progress.
     static WITNESS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
@@ -1001,6 +1037,7 @@ fn both(
         Jit::with_options(&prog, h, JitOptions { blinding }),
         |j: &Jit| {
             UNCOUNTED.with(|c| c.set(c.get() + (j.uncounted_loops() > 0) as u64));
+            EXITS_MOVED.with(|c| c.set(c.get() + (j.exits_out_of_line() > 0) as u64));
             INPUT_PROOFS.with(|c| {
                 let (mut with, mut checked) = c.get();
                 if j.proved_in_input() > 0 {
@@ -1094,10 +1131,11 @@ fn jit_agrees_with_the_interpreter_on_random_programs() {
     }
     let (proofs, checked) = INPUT_PROOFS.with(|c| c.get());
     let uncounted = UNCOUNTED.with(|c| c.get());
+    let exits_moved = EXITS_MOVED.with(|c| c.get());
     println!(
         "jit differential: {ran} programs in {:.1?}: {kinds:?}; {proofs} with input \
          accesses proved, {checked} of them also run checked; {uncounted} with loops \
-         that may run uncounted",
+         that may run uncounted; {exits_moved} with exits moved out of line",
         start.elapsed()
     );
     // The generator must keep reaching every kind of ending, or the
@@ -1117,6 +1155,10 @@ fn jit_agrees_with_the_interpreter_on_random_programs() {
     assert!(
         uncounted * 10 >= ran,
         "too few programs with loops that may run uncounted: {uncounted} of {ran}"
+    );
+    assert!(
+        exits_moved * 10 >= ran,
+        "too few programs with exits moved out of line: {exits_moved} of {ran}"
     );
     // Both kinds of code the input proofs lead to must run often.
     assert!(

@@ -17,7 +17,7 @@
 #![allow(clippy::useless_conversion)]
 
 use super::encode::{self, Mem, Width};
-use super::values::{ExitKind, Proofs};
+use super::values::{CountedLoop, ExitKind, Proofs};
 use super::{ctx_off, Ctx, TEntry, ST_BUDGET, ST_DEPTH, ST_OOB, ST_STOP, TR_LOOP};
 use crate::program::{Kind, Op, FRAME_SIZE};
 use dynasmrt::x64::X64Relocation;
@@ -91,6 +91,8 @@ pub(super) struct Compiled {
     pub proved_input: usize,
     /// Loops with an uncounted copy.
     pub uncounted: usize,
+    /// Exit regions moved out of line (see [`Tail`]).
+    pub exits_moved: usize,
     /// Offset of the code of op `i` (slot index); the entry point is 0.
     pub offsets: Vec<u32>,
 }
@@ -108,6 +110,24 @@ enum Cc {
     Ge,
     L,
     Le,
+}
+
+impl Cc {
+    /// The condition that holds where this one does not.
+    fn inverse(self) -> Cc {
+        match self {
+            Cc::E => Cc::Ne,
+            Cc::Ne => Cc::E,
+            Cc::A => Cc::Be,
+            Cc::Be => Cc::A,
+            Cc::Ae => Cc::B,
+            Cc::B => Cc::Ae,
+            Cc::G => Cc::Le,
+            Cc::Le => Cc::G,
+            Cc::Ge => Cc::L,
+            Cc::L => Cc::Ge,
+        }
+    }
 }
 
 /// Out-of-line code, emitted after the body.
@@ -230,6 +250,10 @@ struct Emitter<'a> {
     fast_body: Vec<DynamicLabel>,
     /// The counted loop whose uncounted copy is being emitted.
     fast: Option<usize>,
+    /// Where each op's code goes (see [`Tail`]).
+    tail: &'a [Tail],
+    /// Exit regions still to emit: their label and ops.
+    moved: Vec<(DynamicLabel, std::ops::Range<usize>)>,
 }
 
 /// The scale of `lea d, [a + a * 2^scale]` that multiplies by `m` (3, 5
@@ -277,7 +301,7 @@ pub(super) fn compile(
     tramps: &Tramps,
     blind: Option<u32>,
 ) -> Compiled {
-    let plan = Plan::new(ops, entries);
+    let plan = Plan::new(ops, entries, &proofs.counted);
     let first = emit(ops, &plan, &proofs, tramps, blind, &[]);
     let short = first.relax();
     if short.iter().all(|&s| !s) {
@@ -301,10 +325,25 @@ struct Plan {
     loop_exit: Vec<bool>,
     /// Ops control reaches other than from the op before.
     entered: Vec<bool>,
+    /// Per op: where the code emitted after it goes on (see [`exit_tails`]).
+    tail: Vec<Tail>,
+}
+
+/// Where an op's code sits in the emitted order.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tail {
+    /// In program order.
+    InPlace,
+    /// A forward conditional jump to `t` over a region that ends the
+    /// program: its test is inverted to leave for the region, which goes
+    /// after the body, and its taken path falls into `t`.
+    Over(usize),
+    /// In such a region.
+    Moved,
 }
 
 impl Plan {
-    fn new(ops: &[Op], entries: &[usize]) -> Plan {
+    fn new(ops: &[Op], entries: &[usize], counted: &[CountedLoop]) -> Plan {
         let n = ops.len();
         // Where the count must be exact (excess 0): function entries, loop
         // heads, and calls (helpers and callees read it).
@@ -328,12 +367,53 @@ impl Plan {
                 sync[op.aux as usize] = true;
             }
         }
+        let loop_exit = loop_exits(ops);
         Plan {
-            excess: excess(ops, &sync),
-            loop_exit: loop_exits(ops),
+            excess: excess(ops, &sync, &loop_exit),
+            tail: exit_tails(ops, entries, counted, &loop_exit),
+            loop_exit,
             entered: entered(ops, entries),
         }
     }
+}
+
+/// The forward conditional jumps whose fall-through path ends the program
+/// (`p: if .. goto t; ..; exit; t:`), as a loop's latch placed before its
+/// body is (`goto t` is the loop going round): the exit region moves out
+/// of line, so the path that goes on falls through instead of jumping
+/// over it. Exits run once, so the region's extra jump costs nothing.
+/// Left in place: loop exits (their taken path is the rare one), regions
+/// holding a function entry, and anything counted loops span (their
+/// uncounted copies follow program order).
+fn exit_tails(
+    ops: &[Op],
+    entries: &[usize],
+    counted: &[CountedLoop],
+    loop_exit: &[bool],
+) -> Vec<Tail> {
+    let n = ops.len();
+    let mut tail = vec![Tail::InPlace; n];
+    let mut pc = 0;
+    while pc < n {
+        let op = &ops[pc];
+        let t = op.aux as usize;
+        let fits = is_jump(op.kind)
+            && op.hi() <= 0
+            && t > pc + 1
+            && t < n
+            && !loop_exit[pc]
+            && ops[t - 1].kind == Kind::Exit
+            && !entries.iter().any(|&e| e > pc && e < t)
+            && !counted.iter().any(|c| c.head <= t && pc <= c.latch);
+        if fits {
+            tail[pc] = Tail::Over(t);
+            tail[pc + 1..t].fill(Tail::Moved);
+            pc = t;
+        } else {
+            pc += 1;
+        }
+    }
+    tail
 }
 
 /// One pass's code, with where its label jumps went.
@@ -424,6 +504,8 @@ fn emit(
         body: Vec::new(),
         fast_body: Vec::new(),
         fast: None,
+        tail: &plan.tail,
+        moved: Vec::new(),
     };
     for _ in &proofs.counted {
         let (f, b, fb) = (e.label(), e.label(), e.label());
@@ -434,27 +516,15 @@ fn emit(
     let entered = &plan.entered;
     e.prologue();
     let mut offsets = vec![0u32; ops.len()];
-    // Ops folded into an earlier op's code still to pass.
-    let mut folded = 0;
-    for (pc, off) in offsets.iter_mut().enumerate() {
-        let l = e.labels[pc];
-        if falls_into(ops, pc) && e.excess[pc] != e.excess[pc - 1] {
-            let adj = e.excess[pc] - e.excess[pc - 1];
-            e.lea_count(adj);
-        }
-        asm!(e.a; =>l);
-        *off = e.a.offset().0 as u32;
-        if let Some(lp) = proofs.counted.iter().position(|c| c.head == pc) {
-            e.loop_head(lp);
-        }
-        if folded > 0 {
-            folded -= 1;
-            continue;
-        }
-        folded = e.fuse(pc, entered);
-        if folded == 0 {
-            e.op(pc);
-        }
+    let in_place: Vec<usize> = (0..ops.len())
+        .filter(|&pc| plan.tail[pc] != Tail::Moved)
+        .collect();
+    e.run_of_ops(&in_place, &mut offsets, entered);
+    // The exit regions jumped to by inverted tests, in program order.
+    for (r, range) in std::mem::take(&mut e.moved) {
+        asm!(e.a; =>r);
+        let pcs: Vec<usize> = range.collect();
+        e.run_of_ops(&pcs, &mut offsets, entered);
     }
     for lp in 0..proofs.counted.len() {
         e.uncounted_loop(lp, entered);
@@ -464,6 +534,11 @@ fn emit(
     let proved = proofs.in_frame.iter().filter(|&&p| p).count();
     let proved_input = proofs.in_input.iter().filter(|&&p| p).count();
     let uncounted = proofs.counted.len();
+    let exits_moved = plan
+        .tail
+        .iter()
+        .filter(|t| matches!(t, Tail::Over(_)))
+        .count();
     let jumps = e
         .jumps
         .iter()
@@ -486,6 +561,7 @@ fn emit(
             proved,
             proved_input,
             uncounted,
+            exits_moved,
         },
         jumps,
         failed,
@@ -493,6 +569,33 @@ fn emit(
 }
 
 impl Emitter<'_> {
+    /// Emits `pcs` (consecutive ops, each falling into the next), each at
+    /// its label, the first after code that falls into it.
+    fn run_of_ops(&mut self, pcs: &[usize], offsets: &mut [u32], entered: &[bool]) {
+        // Ops folded into an earlier op's code still to pass.
+        let mut folded = 0;
+        for &pc in pcs {
+            let l = self.labels[pc];
+            if falls_into(self.ops, pc) && self.excess[pc] != self.excess[pc - 1] {
+                let adj = self.excess[pc] - self.excess[pc - 1];
+                self.lea_count(adj);
+            }
+            asm!(self.a; =>l);
+            offsets[pc] = self.a.offset().0 as u32;
+            if let Some(lp) = self.proofs.counted.iter().position(|c| c.head == pc) {
+                self.loop_head(lp);
+            }
+            if folded > 0 {
+                folded -= 1;
+                continue;
+            }
+            folded = self.fuse(pc, entered);
+            if folded == 0 {
+                self.op(pc);
+            }
+        }
+    }
+
     /// Appends an instruction encoded by [`encode`].
     fn put(&mut self, code: encode::Bytes) {
         self.a.extend(code.as_slice().iter().copied());
@@ -1217,6 +1320,13 @@ impl Emitter<'_> {
                 }
                 if op.hi() > 0 {
                     self.back_edge(pc, &op, s, cc);
+                } else if let Tail::Over(t) = self.tail[pc] {
+                    // Out to the exit region; the taken path falls into t.
+                    let r = self.label();
+                    self.compare(&op, s);
+                    self.jump(Some(cc.inverse()), r);
+                    self.lea_count(op.hi() + self.excess[t] - self.excess[pc]);
+                    self.moved.push((r, pc + 1..t));
                 } else {
                     self.compare(&op, s);
                     self.edge(pc, &op, Some(cc));
@@ -1991,48 +2101,55 @@ fn falls_into(ops: &[Op], pc: usize) -> bool {
 /// The count's excess at each op: the code keeps r9 = the interpreter's
 /// `count` - budget + excess. The interpreter's count lags the true count
 /// by the op's instruction index, so it moves on every taken jump; an
-/// excess that absorbs that move makes the jump a plain `jcc`. Each op
-/// takes its excess from the code falling into it, else from one forward
-/// jump reaching it (so a branch tree moves the count only where its paths
-/// merge); ops where the count is read or checked (`sync`) have
-/// none, and exits and packet misses fold theirs into what they add.
-fn excess(ops: &[Op], sync: &[bool]) -> Vec<i32> {
+/// excess that absorbs that move makes the jump a plain `jcc`. Ops where
+/// the count is read or checked (`sync`) have none, and exits and packet
+/// misses fold theirs into what they add. Every other op takes the excess
+/// that saves the most count moves on the ways into it: each way in (the
+/// op before falling in, a forward jump) brings its own, and one that
+/// differs costs a move on that way: an `add` or `lea` for a fall-through
+/// or a `ja`, two for a conditional jump (the count moves and comes back
+/// around it), none on the hot path for a loop's exit (out of line). So a
+/// merge after a branch tree moves the count on the fewest of its leaves.
+fn excess(ops: &[Op], sync: &[bool], loop_exit: &[bool]) -> Vec<i32> {
     let n = ops.len();
     let mut e = vec![0i32; n];
-    let mut from_jump = vec![false; n];
-    // The forward jump each op takes its excess from: the first conditional
-    // one (moving the count around a `jcc` costs both of its paths; before
-    // a `ja`, one `add` on a path that jumps anyway), else the first.
-    let mut owner = vec![usize::MAX; n];
-    for (pc, op) in ops.iter().enumerate() {
-        if (op.kind == Kind::Ja || is_jump(op.kind)) && op.hi() <= 0 {
-            let t = op.aux as usize;
-            if t > pc
-                && (owner[t] == usize::MAX
-                    || (ops[owner[t]].kind == Kind::Ja && op.kind != Kind::Ja))
-            {
-                owner[t] = pc;
-            }
-        }
-    }
+    // Per op: the excess each way in brings, and what a move on it costs.
+    let mut ways: Vec<Vec<(i32, u32)>> = vec![Vec::new(); n];
     for pc in 0..n {
-        if sync[pc] {
-            e[pc] = 0;
-        } else if falls_into(ops, pc) {
-            e[pc] = e[pc - 1];
-        } else if !from_jump[pc] {
-            e[pc] = 0;
+        if !sync[pc] {
+            e[pc] = best_excess(&ways[pc]);
         }
         let op = &ops[pc];
-        if (op.kind == Kind::Ja || is_jump(op.kind)) && op.hi() <= 0 {
+        if pc + 1 < n && falls_into(ops, pc + 1) {
+            ways[pc + 1].push((e[pc], 1));
+        }
+        let conditional = is_jump(op.kind);
+        if (op.kind == Kind::Ja || conditional) && op.hi() <= 0 {
             let t = op.aux as usize;
-            if t > pc && owner[t] == pc {
-                e[t] = e[pc] - op.hi();
-                from_jump[t] = true;
+            if t > pc && t < n {
+                let cost = match (conditional, loop_exit[pc]) {
+                    (false, _) => 1,
+                    (true, false) => 2,
+                    (true, true) => 0,
+                };
+                ways[t].push((e[pc] - op.hi(), cost));
             }
         }
     }
     e
+}
+
+/// The excess that costs the fewest count moves over `ways` (excess, cost
+/// of a move): the first such way's, 0 with none.
+fn best_excess(ways: &[(i32, u32)]) -> i32 {
+    let mut best: Option<(i32, u32)> = None;
+    for &(x, _) in ways {
+        let saved: u32 = ways.iter().filter(|w| w.0 == x).map(|w| w.1).sum();
+        if best.is_none_or(|b| saved > b.1) {
+            best = Some((x, saved));
+        }
+    }
+    best.map_or(0, |b| b.0)
 }
 
 /// Ops control reaches other than from the op before: pc 0, `entries`
@@ -2180,7 +2297,7 @@ mod tests {
             helper: 0,
             atomic: 0,
         };
-        let plan = Plan::new(&prog.ops, &[]);
+        let plan = Plan::new(&prog.ops, &[], &proofs().counted);
         let first = emit(&prog.ops, &plan, &proofs(), &tramps, None, &[]);
         let first_short = first.jumps.iter().filter(|j| j.1 == 2).count();
         (
@@ -2247,5 +2364,136 @@ mod tests {
             short > 2 * first_short,
             "{short} short after relaxing, {first_short} before ({long} long)"
         );
+    }
+
+    /// The ways into each op: (the op a way comes from, the excess it
+    /// brings, the cost of a count move on it), as `excess` weighs them.
+    fn ways(ops: &[Op], e: &[i32], loop_exit: &[bool]) -> Vec<Vec<(i32, u32)>> {
+        let mut ways = vec![Vec::new(); ops.len()];
+        for (pc, op) in ops.iter().enumerate() {
+            if pc + 1 < ops.len() && falls_into(ops, pc + 1) {
+                ways[pc + 1].push((e[pc], 1));
+            }
+            let t = op.aux as usize;
+            if (op.kind == Kind::Ja || is_jump(op.kind)) && op.hi() <= 0 && t > pc {
+                let cost = match (is_jump(op.kind), loop_exit[pc]) {
+                    (false, _) => 1,
+                    (true, false) => 2,
+                    (true, true) => 0,
+                };
+                ways[t].push((e[pc] - op.hi(), cost));
+            }
+        }
+        ways
+    }
+
+    /// Branch trees of depth 4 over 8 bytes, leaves of 1 to 3 ops joining
+    /// after each tree, as clang lays out a switch.
+    fn tree_program() -> String {
+        let mut src = String::from("mov %r0, 0\n");
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for byte in 0..8 {
+            src += &format!("ldxb %r2, [%r1+{byte}]\nand %r2, 15\n");
+            fn node(src: &mut String, b: usize, lo: u32, hi: u32, next: &mut dyn FnMut() -> u64) {
+                if hi - lo == 1 {
+                    for _ in 0..=next() % 3 {
+                        *src += &format!("add %r0, {}\n", lo + 1);
+                    }
+                    *src += &format!("ja join{b}\n");
+                    return;
+                }
+                let mid = (lo + hi) / 2;
+                *src += &format!("jgt %r2, {}, n{b}_{mid}_{hi}\n", mid - 1);
+                node(src, b, lo, mid, next);
+                *src += &format!("n{b}_{mid}_{hi}:\n");
+                node(src, b, mid, hi, next);
+            }
+            node(&mut src, byte, 0, 16, &mut next);
+            src += &format!("join{byte}:\nxor %r0, %r2\n");
+        }
+        src + "exit\n"
+    }
+
+    /// Every op takes the excess that leaves the fewest count moves on the
+    /// ways into it, and over the branch trees that is fewer moves than
+    /// taking the excess of the first way in (the fall-through's, if any).
+    #[test]
+    fn merges_take_the_excess_that_moves_the_count_least() {
+        let slots =
+            bpfkit_isa::asm::assemble(&tree_program(), bpfkit_isa::Dialect::Conformance).unwrap();
+        let prog = crate::Program::new(&slots).unwrap();
+        let plan = Plan::new(&prog.ops, &[], &[]);
+        let cost = |ways: &[(i32, u32)], x: i32| -> u32 {
+            ways.iter().filter(|w| w.0 != x).map(|w| w.1).sum()
+        };
+        let chosen = ways(&prog.ops, &plan.excess, &plan.loop_exit);
+        let mut total = 0;
+        for (pc, w) in chosen.iter().enumerate() {
+            let here = cost(w, plan.excess[pc]);
+            for &(x, _) in w {
+                assert!(
+                    here <= cost(w, x),
+                    "op {pc}: excess {} costs {here}, {x} less",
+                    plan.excess[pc]
+                );
+            }
+            total += here;
+        }
+        // The first way's excess everywhere, worked out in program order.
+        let mut first = vec![0i32; prog.ops.len()];
+        for pc in 0..prog.ops.len() {
+            first[pc] = ways(&prog.ops, &first, &plan.loop_exit)[pc]
+                .first()
+                .map_or(0, |w| w.0);
+        }
+        let baseline: u32 = ways(&prog.ops, &first, &plan.loop_exit)
+            .iter()
+            .enumerate()
+            .map(|(pc, w)| cost(w, first[pc]))
+            .sum();
+        assert!(
+            total < baseline,
+            "{total} count moves, {baseline} taking the first way's excess"
+        );
+    }
+
+    /// A loop whose latch comes before its body and jumps over the code
+    /// after the loop: that code goes out of line, the latch's test is
+    /// inverted, and the loop's body follows the latch.
+    #[test]
+    fn a_latch_before_its_body_falls_into_it() {
+        let src = "mov %r0, 0\nmov %r2, 0\nja head\n\
+                   latch:\nadd %r2, 1\njne %r2, 100, head\nmov %r0, %r2\nexit\n\
+                   head:\nadd %r0, %r2\nja latch\n";
+        let slots = bpfkit_isa::asm::assemble(src, bpfkit_isa::Dialect::Conformance).unwrap();
+        let prog = crate::Program::new(&slots).unwrap();
+        let plan = Plan::new(&prog.ops, &[], &[]);
+        assert_eq!(plan.tail[4], Tail::Over(7));
+        assert_eq!(&plan.tail[5..7], &[Tail::Moved, Tail::Moved]);
+        let (c, _) = compiled(src);
+        assert!(
+            c.offsets[5] > c.offsets[8],
+            "the exit region comes after the body"
+        );
+        // The latch's jump is the last instruction before the body, and
+        // leads to the exit region.
+        let mut d = Decoder::with_ip(64, &c.code, 0, DecoderOptions::NONE);
+        d.set_position(c.offsets[4] as usize).unwrap();
+        d.set_ip(u64::from(c.offsets[4]));
+        let mut last = None;
+        while d.ip() < u64::from(c.offsets[7]) {
+            last = Some(d.decode());
+        }
+        let jcc = last.expect("the latch has code");
+        assert_eq!(jcc.next_ip(), u64::from(c.offsets[7]));
+        assert_eq!(jcc.code(), Code::Je_rel8_64);
+        let target = jcc.near_branch_target();
+        assert!(target > u64::from(c.offsets[8]) && target <= u64::from(c.offsets[5]));
     }
 }

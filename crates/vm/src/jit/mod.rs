@@ -258,9 +258,11 @@ pub struct Jit<'p> {
 struct Code {
     mem: exec::ExecMem,
     len: usize,
-    proved: usize,
-    proved_input: usize,
-    uncounted: usize,
+    // Counts, kept small: the `Jit` is held inline in `Executor`.
+    proved: u32,
+    proved_input: u32,
+    uncounted: u32,
+    exits_moved: u32,
     /// Offset of each op's code (by slot), for bpf_loop callbacks.
     offsets: Vec<u32>,
 }
@@ -280,9 +282,10 @@ impl Code {
         Ok(Code {
             mem: exec::ExecMem::new(&compiled.code)?,
             len: compiled.code.len(),
-            proved: compiled.proved,
-            proved_input: compiled.proved_input,
-            uncounted: compiled.uncounted,
+            proved: compiled.proved as u32,
+            proved_input: compiled.proved_input as u32,
+            uncounted: compiled.uncounted as u32,
+            exits_moved: compiled.exits_moved as u32,
             offsets: compiled.offsets,
         })
     }
@@ -382,21 +385,29 @@ impl<'p> Jit<'p> {
     /// How many loads and stores through computed pointers the JIT proved
     /// to stay inside the current stack frame, and runs unchecked.
     pub fn proved_in_frame(&self) -> usize {
-        self.code.proved
+        self.code.proved as usize
     }
 
     /// How many loads and stores the JIT proved to stay inside the input
     /// (the region r1 points at on entry) when it is at least
     /// [`Self::input_needed`] bytes long, and runs unchecked on such inputs.
     pub fn proved_in_input(&self) -> usize {
-        self.code.proved_input
+        self.code.proved_input as usize
     }
 
     /// How many loops the JIT bounded (a counter stepping to a limit, one
     /// path round): each has a copy without the instruction count, which
     /// runs when the budget left covers every pass the loop can make.
     pub fn uncounted_loops(&self) -> usize {
-        self.code.uncounted
+        self.code.uncounted as usize
+    }
+
+    /// How many exit regions (the code a forward conditional jump passes
+    /// over when what it passes over ends in `exit`, as after a loop whose
+    /// latch comes before its body) the JIT moved out of line, so that the
+    /// jump's taken path falls through.
+    pub fn exits_out_of_line(&self) -> usize {
+        self.code.exits_moved as usize
     }
 
     /// Bytes of input from r1 the unchecked input accesses need (0: none);
