@@ -1,5 +1,6 @@
 //! Short encodings of the instructions the JIT emits most: loads, stores,
-//! `lea` and `mov r32, imm32`.
+//! `lea` and `mov r32, imm32`; and the multi-byte NOPs that pad code to
+//! an alignment.
 //!
 //! dynasm encodes a memory operand whose base register is chosen at run
 //! time with a SIB byte and a 32-bit displacement, and gives every
@@ -174,6 +175,31 @@ pub(super) fn mov_imm32(d: u8, imm: u32) -> Bytes {
     out.push(0xb8 | (d & 7));
     out.extend(&imm.to_le_bytes());
     out
+}
+
+/// The longest single NOP [`nop`] gives.
+pub(super) const NOP_MAX: usize = 11;
+
+/// A single NOP instruction of `len` bytes (1 to [`NOP_MAX`]): the forms
+/// the Intel SDM recommends (vol. 2B, NOP), `nop word [rax + rax + 0]`
+/// with extra 66 / 2E prefixes past 9 bytes, as assemblers pad.
+pub(super) fn nop(len: usize) -> &'static [u8] {
+    const NOPS: [&[u8]; NOP_MAX] = [
+        &[0x90],
+        &[0x66, 0x90],
+        &[0x0f, 0x1f, 0x00],
+        &[0x0f, 0x1f, 0x40, 0x00],
+        &[0x0f, 0x1f, 0x44, 0x00, 0x00],
+        &[0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00],
+        &[0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00],
+        &[0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
+        &[0x66, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
+        &[0x66, 0x2e, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
+        &[
+            0x66, 0x66, 0x2e, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00,
+        ],
+    ];
+    NOPS[len - 1]
 }
 
 #[cfg(test)]
@@ -447,5 +473,22 @@ mod tests {
             load(2, Width::B, Mem::at(7, 1)).as_slice(),
             [0x0f, 0xb6, 0x57, 0x01]
         );
+    }
+
+    /// Every NOP is one instruction of its length, and a NOP.
+    #[test]
+    fn nops_are_single_nops_of_their_length() {
+        for len in 1..=NOP_MAX {
+            let bytes = nop(len);
+            assert_eq!(bytes.len(), len);
+            let mut d = Decoder::with_ip(64, bytes, 0, DecoderOptions::NONE);
+            let i = d.decode();
+            assert_eq!(i.len(), len, "{len}-byte nop decodes as {:?}", i.code());
+            assert!(
+                matches!(i.mnemonic(), iced_x86::Mnemonic::Nop),
+                "{len} bytes: {:?}",
+                i.mnemonic()
+            );
+        }
     }
 }
