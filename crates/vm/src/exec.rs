@@ -53,7 +53,9 @@ impl Default for ExecMode {
 pub enum Executor<'p> {
     Interpreter(Interpreter<'p>),
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    Jit(Jit<'p>),
+    // Boxed: a `Jit` (its code, tables and run state) is several times
+    // the interpreter's size.
+    Jit(Box<Jit<'p>>),
 }
 
 impl<'p> Executor<'p> {
@@ -62,9 +64,8 @@ impl<'p> Executor<'p> {
         match mode {
             ExecMode::Interpret => Interpreter::new(prog, helpers).map(Executor::Interpreter),
             #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-            ExecMode::Jit { blinding } => {
-                Jit::with_options(prog, helpers, JitOptions { blinding }).map(Executor::Jit)
-            }
+            ExecMode::Jit { blinding } => Jit::with_options(prog, helpers, JitOptions { blinding })
+                .map(|j| Executor::Jit(Box::new(j))),
             #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
             ExecMode::Jit { .. } => Err(LoadError::NoJit),
         }
@@ -79,9 +80,8 @@ impl<'p> Executor<'p> {
         match mode {
             ExecMode::Interpret => Interpreter::shared(prog, helpers).map(Executor::Interpreter),
             #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-            ExecMode::Jit { blinding } => {
-                Jit::shared(prog, helpers, JitOptions { blinding }).map(Executor::Jit)
-            }
+            ExecMode::Jit { blinding } => Jit::shared(prog, helpers, JitOptions { blinding })
+                .map(|j| Executor::Jit(Box::new(j))),
             #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
             ExecMode::Jit { .. } => Err(LoadError::NoJit),
         }

@@ -61,16 +61,29 @@ impl RunMemory {
         entry
     }
 
-    /// Clears the frames the last run used and makes the stack region (always
-    /// region 0) cover frame 0 only: a frame becomes addressable when a call
-    /// enters it, so the cleared frames are all a run can reach.
-    fn prepare_stack(&mut self) {
+    /// Makes the stack ready for a run on the region table the last run
+    /// set up and left unchanged: what [`Self::enter`] does to the stack,
+    /// the table kept (a call moves only region 0's start).
+    pub fn reenter(&mut self) {
+        self.clear_dirty_frames();
+        let frame0 = self.stack.as_mut_ptr().cast::<u8>().addr() + STACK_SIZE - FRAME_SIZE;
+        self.regions.set_start(0, frame0 as u64);
+    }
+
+    fn clear_dirty_frames(&mut self) {
         let words = self.stack.len();
         let dirty = (self.dirty_frames * FRAME_SIZE / 8).min(words);
         if dirty > 0 {
             self.stack[words - dirty..].fill(0);
         }
         self.dirty_frames = 1;
+    }
+
+    /// Clears the frames the last run used and makes the stack region (always
+    /// region 0) cover frame 0 only: a frame becomes addressable when a call
+    /// enters it, so the cleared frames are all a run can reach.
+    fn prepare_stack(&mut self) {
+        self.clear_dirty_frames();
         self.regions.truncate(0);
         let top = self.stack.as_mut_ptr().cast::<u8>();
         // SAFETY: the stack holds MAX_FRAMES frames; frame 0 is the last one.

@@ -450,3 +450,83 @@ fn uncounted_loops_count_like_the_interpreter() {
         }
     }
 }
+
+/// Runs on the memory of the run before keep its setup; every change of
+/// memory, length or region table between runs is still seen: results,
+/// memory and errors stay the interpreter's, and frames left by a call are
+/// cleared each time.
+#[test]
+fn repeated_runs_on_one_memory_agree_with_the_interpreter() {
+    use bpfkit_vm::{Entry, RunEnv};
+    let src = "ldxdw %r6, [%r1+0]\nmov %r7, %r2\nstdw [%r1+8], 7\ncall local f\n\
+               add %r0, %r6\nadd %r0, %r7\nexit\n\
+               f:\nldxdw %r0, [%r10-8]\nstdw [%r10-8], 99\nexit";
+    let slots = assemble(src, Dialect::Conformance).unwrap();
+    let prog = Program::new(&slots).unwrap();
+    let h = Helpers::new();
+    let mut jit = Jit::new(&prog, &h).unwrap();
+    let mut vm = Interpreter::new(&prog, &h).unwrap();
+    let mut a = [0u8; 16];
+    a[0] = 40;
+    let mut b = [0u8; 16];
+    b[0] = 90;
+    let (mut a2, mut b2) = (a, b);
+    macro_rules! check {
+        ($jit_mem:expr, $vm_mem:expr) => {{
+            let (jit_mem, vm_mem): (&mut [u8], &mut [u8]) = ($jit_mem, $vm_mem);
+            // Error addresses as offsets from the memory's start.
+            let rel = |r: Result<_, VmError>, base: *const u8| {
+                r.map_err(|e| match e {
+                    VmError::OutOfBounds {
+                        pc,
+                        addr,
+                        size,
+                        write,
+                    } => VmError::OutOfBounds {
+                        pc,
+                        addr: addr.wrapping_sub(base as u64),
+                        size,
+                        write,
+                    },
+                    e => e,
+                })
+            };
+            let want = rel(vm.run(vm_mem), vm_mem.as_ptr());
+            assert_eq!(rel(jit.run(jit_mem), jit_mem.as_ptr()), want);
+            assert_eq!(jit_mem, vm_mem);
+            want
+        }};
+    }
+    for _ in 0..3 {
+        assert_eq!(check!(&mut a, &mut a2).unwrap().r0, 40 + 16);
+    }
+    // Same length, other memory; then a shorter slice of the first.
+    assert_eq!(check!(&mut b, &mut b2).unwrap().r0, 90 + 16);
+    let short = check!(&mut a[..8], &mut a2[..8]).unwrap_err();
+    assert!(
+        matches!(short, VmError::OutOfBounds { write: true, .. }),
+        "{short:?}"
+    );
+    assert_eq!(check!(&mut a, &mut a2).unwrap().r0, 40 + 16);
+    // A run through another entry point, with `a` read-only: the store
+    // fails; the next plain run writes again.
+    let mut env = RunEnv::default();
+    let data = a;
+    let setup = |regions: &mut bpfkit_vm::memory::Regions| {
+        // SAFETY: `data` outlives the run and nothing writes it.
+        let addr = unsafe { regions.add_ro(data.as_ptr(), data.len()) };
+        Entry {
+            args: [addr, 16, 0, 0, 0],
+            packet: (addr, 16),
+        }
+    };
+    let ro = jit.run_with(&mut env, setup).unwrap_err();
+    assert!(
+        matches!(ro, VmError::OutOfBounds { write: true, .. }),
+        "{ro:?}"
+    );
+    a[8] = 0;
+    a2[8] = 0;
+    assert_eq!(check!(&mut a, &mut a2).unwrap().r0, 40 + 16);
+    assert_eq!(a[8], 7);
+}

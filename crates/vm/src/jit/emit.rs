@@ -302,10 +302,11 @@ pub(super) struct Tramps {
 /// displacement (but backward ones that fit 8 bits), then [`Pass::relax`]
 /// works out from that layout which jumps reach their targets with 8 bits
 /// once the others shrink, and the second pass emits those short. Only the
-/// jumps change size between the passes, so the layout the second pass
-/// makes is the one computed. (dynasm does not relax jumps; unrelaxed code
-/// is about a third larger, which costs instruction fetch on large
-/// programs.)
+/// jumps and the padding before loop heads change size between the
+/// passes, and the first pads as much as any head could need, so no jump
+/// is further from its target in the second pass than computed. (dynasm
+/// does not relax jumps; unrelaxed code is about a third larger, which
+/// costs instruction fetch on large programs.)
 pub(super) fn compile(
     ops: &[Op],
     entries: &[usize],

@@ -252,13 +252,27 @@ pub struct Jit<'p> {
     budget: u64,
     /// The environment of [`Self::run`] (which takes none).
     own_env: Option<Box<RunEnv>>,
+    /// What the last [`Self::run`] set up, while the region table and the
+    /// native tables still hold exactly that (see [`Repeat`]).
+    repeat: Option<Repeat>,
+}
+
+/// A run of [`Jit::run`] on the same memory as the last, in an unchanged
+/// map registry, sets up the same region table: the table (and the
+/// native tables mirrored from it) are kept, and only the stack is made
+/// ready again. `version` is the table's version after that setup: any
+/// change since (a helper, or a run through another entry point) moves it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Repeat {
+    mem: (usize, usize),
+    maps: (usize, u64),
+    version: u64,
 }
 
 /// Machine code for one program.
 struct Code {
     mem: exec::ExecMem,
     len: usize,
-    // Counts, kept small: the `Jit` is held inline in `Executor`.
     proved: u32,
     proved_input: u32,
     uncounted: u32,
@@ -364,6 +378,7 @@ impl<'p> Jit<'p> {
             ctx: Box::new(Ctx::new()),
             budget: DEFAULT_BUDGET,
             own_env: None,
+            repeat: None,
         })
     }
 
@@ -433,7 +448,27 @@ impl<'p> Jit<'p> {
     /// `r2` holds its length, and `mem` is the LD_ABS/LD_IND packet.
     pub fn run(&mut self, mem: &mut [u8]) -> Result<Outcome, VmError> {
         let mut env = self.own_env.take().unwrap_or_default();
-        let out = self.run_with(&mut env, |regions| memory_entry(regions, mem));
+        let key = Repeat {
+            mem: (mem.as_mut_ptr().addr(), mem.len()),
+            maps: (Arc::as_ptr(&env.maps).addr(), env.maps.generation()),
+            version: self.mem.regions.version(),
+        };
+        let out = if self.repeat == Some(key) {
+            self.mem.reenter();
+            let (addr, len) = match mem.len() {
+                0 => (0, 0),
+                n => (key.mem.0 as u64, n as u64),
+            };
+            self.execute([addr, len, 0, 0, 0], (addr, len), &mut env, false)
+        } else {
+            let entry = self
+                .mem
+                .enter(&mut env, |_, regions| memory_entry(regions, mem));
+            let version = self.mem.regions.version();
+            let out = self.execute(entry.args, entry.packet, &mut env, true);
+            self.repeat = Some(Repeat { version, ..key });
+            out
+        };
         self.own_env = Some(env);
         out
     }
@@ -454,14 +489,17 @@ impl<'p> Jit<'p> {
         setup: impl FnOnce(&mut RunEnv, &mut Regions) -> Entry,
     ) -> Result<Outcome, VmError> {
         let entry = self.mem.enter(env, setup);
-        self.execute(entry.args, entry.packet, env)
+        self.execute(entry.args, entry.packet, env, true)
     }
 
+    /// Runs the code on the region table set up for this run; `mirror`:
+    /// whether the native tables may differ from it.
     fn execute(
         &mut self,
         args: [u64; 5],
         packet: (u64, u64),
         env: &mut RunEnv,
+        mirror: bool,
     ) -> Result<Outcome, VmError> {
         let fast = self.need.met(args[0], self.mem.regions.as_slice());
         if !fast && self.checked.is_none() {
@@ -510,7 +548,9 @@ impl<'p> Jit<'p> {
             panic: None,
         };
         run.ctx.run = (&mut run as *mut Run<'_>).cast();
-        run.mirror();
+        if mirror {
+            run.mirror();
+        }
         // SAFETY: the mapping holds code `emit::compile` produced, whose
         // entry at offset 0 has this signature.
         let entry: unsafe extern "sysv64" fn(*mut Ctx) -> u64 =
