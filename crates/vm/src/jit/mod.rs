@@ -449,7 +449,9 @@ impl<'p> Jit<'p> {
     pub fn run(&mut self, mem: &mut [u8]) -> Result<Outcome, VmError> {
         let mut env = self.own_env.take().unwrap_or_default();
         let key = Repeat {
-            mem: (mem.as_mut_ptr().addr(), mem.len()),
+            // Exposed as `Regions::add_rw` does: this may be another
+            // allocation at the same address as the last run's.
+            mem: (mem.as_mut_ptr().expose_provenance(), mem.len()),
             maps: (Arc::as_ptr(&env.maps).addr(), env.maps.generation()),
             version: self.mem.regions.version(),
         };
