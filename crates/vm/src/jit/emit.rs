@@ -2161,29 +2161,53 @@ fn falls_into(ops: &[Op], pc: usize) -> bool {
 /// merge after a branch tree moves the count on the fewest of its leaves.
 fn excess(ops: &[Op], sync: &[bool], loop_exit: &[bool]) -> Vec<i32> {
     let n = ops.len();
+    // The forward jumps into each op, grouped by target (`from[start[t]..
+    // start[t + 1]]`), with what a count move on each costs.
+    let forward = |pc: usize| {
+        let op = &ops[pc];
+        let conditional = is_jump(op.kind);
+        let t = op.aux as usize;
+        ((op.kind == Kind::Ja || conditional) && op.hi() <= 0 && t > pc && t < n).then(|| {
+            let cost = match (conditional, loop_exit[pc]) {
+                (false, _) => 1,
+                (true, false) => 2,
+                (true, true) => 0,
+            };
+            (t, cost)
+        })
+    };
+    let mut start = vec![0usize; n + 1];
+    for pc in 0..n {
+        if let Some((t, _)) = forward(pc) {
+            start[t + 1] += 1;
+        }
+    }
+    for t in 0..n {
+        start[t + 1] += start[t];
+    }
+    let mut from = vec![(0usize, 0u32); start[n]];
+    let mut fill = start.clone();
+    for pc in 0..n {
+        if let Some((t, cost)) = forward(pc) {
+            from[fill[t]] = (pc, cost);
+            fill[t] += 1;
+        }
+    }
     let mut e = vec![0i32; n];
     // Per op: the excess each way in brings, and what a move on it costs.
-    let mut ways: Vec<Vec<(i32, u32)>> = vec![Vec::new(); n];
+    let mut ways: Vec<(i32, u32)> = Vec::new();
     for pc in 0..n {
-        if !sync[pc] {
-            e[pc] = best_excess(&ways[pc]);
+        if sync[pc] {
+            continue;
         }
-        let op = &ops[pc];
-        if pc + 1 < n && falls_into(ops, pc + 1) {
-            ways[pc + 1].push((e[pc], 1));
+        ways.clear();
+        if falls_into(ops, pc) {
+            ways.push((e[pc - 1], 1));
         }
-        let conditional = is_jump(op.kind);
-        if (op.kind == Kind::Ja || conditional) && op.hi() <= 0 {
-            let t = op.aux as usize;
-            if t > pc && t < n {
-                let cost = match (conditional, loop_exit[pc]) {
-                    (false, _) => 1,
-                    (true, false) => 2,
-                    (true, true) => 0,
-                };
-                ways[t].push((e[pc] - op.hi(), cost));
-            }
+        for &(p, cost) in &from[start[pc]..start[pc + 1]] {
+            ways.push((e[p] - ops[p].hi(), cost));
         }
+        e[pc] = best_excess(&ways);
     }
     e
 }
