@@ -260,12 +260,14 @@ struct Emitter<'a> {
     moved: Vec<(DynamicLabel, std::ops::Range<usize>)>,
 }
 
-/// Loop heads (and the heads of uncounted copies) start a 64-byte line:
-/// with the loop's first instructions at the line's start, a pass fetches
-/// the fewest lines, and a small loop sits in one. Measured on the bench
-/// workloads: 5-13% faster loops (switch, memread, fnv, call), none
-/// slower; padding that runs (a loop entered by falling into it) costs a
-/// few NOPs per entry.
+/// Loop heads (the ops jumps back reach) and the bodies of uncounted
+/// copies start a 64-byte line: with the loop's first instructions at the
+/// line's start, a pass fetches the fewest lines, and a small loop sits in
+/// one. (A counted loop's head begins with its entry test, so its counted
+/// body starts a few bytes in; its uncounted copy is the one that runs
+/// when the budget allows.) Measured on the bench workloads: 5-13% faster
+/// loops (switch, memread, fnv, call), none slower. Padding runs when the
+/// op before falls into the head: up to six NOPs each time.
 const LOOP_ALIGN: usize = 64;
 
 /// The scale of `lea d, [a + a * 2^scale]` that multiplies by `m` (3, 5
@@ -321,6 +323,9 @@ pub(super) fn compile(
     if short.iter().all(|&s| !s) && !plan.loop_head.contains(&true) {
         return first.compiled;
     }
+    // A loop head means a jump back, so `short` is not empty: the second
+    // pass knows itself by that (`Emitter::last_pass`).
+    debug_assert!(!short.is_empty());
     match emit(ops, &plan, &proofs, tramps, blind, &short).compiled_checked() {
         Some(second) => second,
         // Unreachable by the argument above; the long form is always right.
@@ -339,7 +344,7 @@ struct Plan {
     loop_exit: Vec<bool>,
     /// Ops control reaches other than from the op before.
     entered: Vec<bool>,
-    /// Per op: where the code emitted after it goes on (see [`exit_tails`]).
+    /// Per op: where its code sits (see [`exit_tails`]).
     tail: Vec<Tail>,
     /// Ops a jump back reaches: loop heads, aligned (see [`LOOP_ALIGN`]).
     loop_head: Vec<bool>,

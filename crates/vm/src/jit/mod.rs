@@ -252,8 +252,9 @@ pub struct Jit<'p> {
     budget: u64,
     /// The environment of [`Self::run`] (which takes none).
     own_env: Option<Box<RunEnv>>,
-    /// What the last [`Self::run`] set up, while the region table and the
-    /// native tables still hold exactly that (see [`Repeat`]).
+    /// What the last [`Self::run`] set up and mirrored into the native
+    /// tables (see [`Repeat`]); valid while the region table's version is
+    /// the one recorded.
     repeat: Option<Repeat>,
 }
 
@@ -468,7 +469,12 @@ impl<'p> Jit<'p> {
                 .enter(&mut env, |_, regions| memory_entry(regions, mem));
             let version = self.mem.regions.version();
             let out = self.execute(entry.args, entry.packet, &mut env, true);
-            self.repeat = Some(Repeat { version, ..key });
+            // A failure to map the checked code returns before the native
+            // tables are mirrored: nothing to reuse then.
+            self.repeat = match out {
+                Err(VmError::ExecMemory { .. }) => None,
+                _ => Some(Repeat { version, ..key }),
+            };
             out
         };
         self.own_env = Some(env);
