@@ -351,9 +351,23 @@ fn input_proofs_follow_the_program() {
 
 /// Stores proved into the input need it writable: a read-only input runs
 /// the checked code, which refuses the store like the interpreter.
+/// A run's setup giving `data` read-only as the input (r1, r2 and the
+/// packet).
+fn read_only(data: &[u8]) -> impl FnOnce(&mut bpfkit_vm::memory::Regions) -> bpfkit_vm::Entry + '_ {
+    move |regions| {
+        // SAFETY: `data` outlives the run and nothing writes it.
+        let addr = unsafe { regions.add_ro(data.as_ptr(), data.len()) };
+        let len = data.len() as u64;
+        bpfkit_vm::Entry {
+            args: [addr, len, 0, 0, 0],
+            packet: (addr, len),
+        }
+    }
+}
+
 #[test]
 fn a_read_only_input_runs_checked_code() {
-    use bpfkit_vm::{Entry, RunEnv};
+    use bpfkit_vm::RunEnv;
     let slots = assemble("stb [%r1+2], 7\nmov %r0, 1\nexit", Dialect::Conformance).unwrap();
     let prog = Program::new(&slots).unwrap();
     let h = Helpers::new();
@@ -361,15 +375,7 @@ fn a_read_only_input_runs_checked_code() {
     let mut vm = Interpreter::new(&prog, &h).unwrap();
     let data = [0u8; 8];
     let mut env = RunEnv::default();
-    let setup = |regions: &mut bpfkit_vm::memory::Regions| {
-        // SAFETY: `data` outlives the run and nothing writes it.
-        let addr = unsafe { regions.add_ro(data.as_ptr(), data.len()) };
-        Entry {
-            args: [addr, 8, 0, 0, 0],
-            packet: (addr, 8),
-        }
-    };
-    let want = vm.run_with(&mut env, setup).unwrap_err();
+    let want = vm.run_with(&mut env, read_only(&data)).unwrap_err();
     assert!(
         matches!(
             want,
@@ -381,7 +387,7 @@ fn a_read_only_input_runs_checked_code() {
         ),
         "{want:?}"
     );
-    assert_eq!(jit.run_with(&mut env, setup).unwrap_err(), want);
+    assert_eq!(jit.run_with(&mut env, read_only(&data)).unwrap_err(), want);
     assert!(jit.has_checked_code());
     assert_eq!(data, [0u8; 8]);
 }
@@ -457,7 +463,7 @@ fn uncounted_loops_count_like_the_interpreter() {
 /// cleared each time.
 #[test]
 fn repeated_runs_on_one_memory_agree_with_the_interpreter() {
-    use bpfkit_vm::{Entry, RunEnv};
+    use bpfkit_vm::RunEnv;
     let src = "ldxdw %r6, [%r1+0]\nmov %r7, %r2\nstdw [%r1+8], 7\ncall local f\n\
                add %r0, %r6\nadd %r0, %r7\nexit\n\
                f:\nldxdw %r0, [%r10-8]\nstdw [%r10-8], 99\nexit";
@@ -512,15 +518,7 @@ fn repeated_runs_on_one_memory_agree_with_the_interpreter() {
     // fails; the next plain run writes again.
     let mut env = RunEnv::default();
     let data = a;
-    let setup = |regions: &mut bpfkit_vm::memory::Regions| {
-        // SAFETY: `data` outlives the run and nothing writes it.
-        let addr = unsafe { regions.add_ro(data.as_ptr(), data.len()) };
-        Entry {
-            args: [addr, 16, 0, 0, 0],
-            packet: (addr, 16),
-        }
-    };
-    let ro = jit.run_with(&mut env, setup).unwrap_err();
+    let ro = jit.run_with(&mut env, read_only(&data)).unwrap_err();
     assert!(
         matches!(ro, VmError::OutOfBounds { write: true, .. }),
         "{ro:?}"

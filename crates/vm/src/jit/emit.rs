@@ -369,17 +369,17 @@ impl Plan {
         // Where the count must be exact (excess 0): function entries, loop
         // heads, and calls (helpers and callees read it).
         let mut sync = vec![false; n];
+        let mut loop_head = vec![false; n];
         for &t in entries.iter().chain(std::iter::once(&0)) {
             if t < n {
                 sync[t] = true;
             }
         }
         for (pc, op) in ops.iter().enumerate() {
-            if op.kind == Kind::Ja || jump_info(op.kind).is_some() {
+            if (op.kind == Kind::Ja || is_jump(op.kind)) && op.hi() > 0 {
                 let t = op.aux as usize;
-                if op.hi() > 0 {
-                    sync[t] = true;
-                }
+                sync[t] = true;
+                loop_head[t] = true;
             }
             if matches!(op.kind, Kind::Call | Kind::CallReg | Kind::CallLocal) {
                 sync[pc] = true;
@@ -389,12 +389,6 @@ impl Plan {
             }
         }
         let loop_exit = loop_exits(ops);
-        let mut loop_head = vec![false; n];
-        for op in ops {
-            if (op.kind == Kind::Ja || is_jump(op.kind)) && op.hi() > 0 {
-                loop_head[op.aux as usize] = true;
-            }
-        }
         Plan {
             loop_head,
             excess: excess(ops, &sync, &loop_exit),
@@ -621,14 +615,20 @@ impl Emitter<'_> {
             if let Some(lp) = self.proofs.counted.iter().position(|c| c.head == pc) {
                 self.loop_head(lp);
             }
-            if folded > 0 {
-                folded -= 1;
-                continue;
-            }
-            folded = self.fuse(pc, entered);
-            if folded == 0 {
-                self.op(pc);
-            }
+            self.op_or_fold(pc, &mut folded, entered);
+        }
+    }
+
+    /// Emits op `pc` with the ops after it it folds with, or nothing if an
+    /// earlier op folded it (`folded`: how many of those are still to pass).
+    fn op_or_fold(&mut self, pc: usize, folded: &mut usize, entered: &[bool]) {
+        if *folded > 0 {
+            *folded -= 1;
+            return;
+        }
+        *folded = self.fuse(pc, entered);
+        if *folded == 0 {
+            self.op(pc);
         }
     }
 
@@ -1414,14 +1414,7 @@ impl Emitter<'_> {
         let mut folded = 0;
         for pc in l.head..=l.latch {
             debug_assert_eq!(self.excess[pc], 0, "no count moves inside the loop");
-            if folded > 0 {
-                folded -= 1;
-                continue;
-            }
-            folded = self.fuse(pc, entered);
-            if folded == 0 {
-                self.op(pc);
-            }
+            self.op_or_fold(pc, &mut folded, entered);
         }
         self.fast = None;
     }

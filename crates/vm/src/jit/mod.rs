@@ -274,10 +274,10 @@ struct Repeat {
 struct Code {
     mem: exec::ExecMem,
     len: usize,
-    proved: u32,
-    proved_input: u32,
-    uncounted: u32,
-    exits_moved: u32,
+    proved: usize,
+    proved_input: usize,
+    uncounted: usize,
+    exits_moved: usize,
     /// Offset of each op's code (by slot), for bpf_loop callbacks.
     offsets: Vec<u32>,
 }
@@ -297,10 +297,10 @@ impl Code {
         Ok(Code {
             mem: exec::ExecMem::new(&compiled.code)?,
             len: compiled.code.len(),
-            proved: compiled.proved as u32,
-            proved_input: compiled.proved_input as u32,
-            uncounted: compiled.uncounted as u32,
-            exits_moved: compiled.exits_moved as u32,
+            proved: compiled.proved,
+            proved_input: compiled.proved_input,
+            uncounted: compiled.uncounted,
+            exits_moved: compiled.exits_moved,
             offsets: compiled.offsets,
         })
     }
@@ -401,21 +401,21 @@ impl<'p> Jit<'p> {
     /// How many loads and stores through computed pointers the JIT proved
     /// to stay inside the current stack frame, and runs unchecked.
     pub fn proved_in_frame(&self) -> usize {
-        self.code.proved as usize
+        self.code.proved
     }
 
     /// How many loads and stores the JIT proved to stay inside the input
     /// (the region r1 points at on entry) when it is at least
     /// [`Self::input_needed`] bytes long, and runs unchecked on such inputs.
     pub fn proved_in_input(&self) -> usize {
-        self.code.proved_input as usize
+        self.code.proved_input
     }
 
     /// How many loops the JIT bounded (a counter stepping to a limit, one
     /// path round): each has a copy without the instruction count, which
     /// runs when the budget left covers every pass the loop can make.
     pub fn uncounted_loops(&self) -> usize {
-        self.code.uncounted as usize
+        self.code.uncounted
     }
 
     /// How many exit regions (the code a forward conditional jump passes
@@ -423,7 +423,7 @@ impl<'p> Jit<'p> {
     /// latch comes before its body) the JIT moved out of line, so that the
     /// jump's taken path falls through.
     pub fn exits_out_of_line(&self) -> usize {
-        self.code.exits_moved as usize
+        self.code.exits_moved
     }
 
     /// Bytes of input from r1 the unchecked input accesses need (0: none);
